@@ -1,0 +1,156 @@
+/* buf.c - bounded growable buffer. Allocation failure of internal sizes aborts. */
+#include "core/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+void gw_buf_init(gw_buf_t *b, size_t max)
+{
+    b->ptr = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+static gw_err_t reserve(gw_buf_t *b, size_t extra)
+{
+    size_t need, cap;
+
+    if (extra > b->max - b->len)
+        return GW_ETOOBIG;
+    need = b->len + extra + 1;
+    if (need <= b->cap)
+        return GW_OK;
+    cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    if (cap > b->max + 1)
+        cap = b->max + 1;
+    b->ptr = gw_xrealloc(b->ptr, cap);
+    b->cap = cap;
+    return GW_OK;
+}
+
+gw_err_t gw_buf_add(gw_buf_t *b, const void *data, size_t n)
+{
+    if (reserve(b, n) != GW_OK)
+        return GW_ETOOBIG;
+    if (n)
+        memcpy(b->ptr + b->len, data, n);
+    b->len += n;
+    b->ptr[b->len] = '\0';
+    return GW_OK;
+}
+
+gw_err_t gw_buf_adds(gw_buf_t *b, const char *s)
+{
+    return gw_buf_add(b, s, strlen(s));
+}
+
+gw_err_t gw_buf_addf(gw_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    char small[256];
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return GW_EINTERNAL;
+    if ((size_t)n < sizeof(small))
+        return gw_buf_add(b, small, (size_t)n);
+    if (reserve(b, (size_t)n) != GW_OK)
+        return GW_ETOOBIG;
+    va_start(ap, fmt);
+    vsnprintf(b->ptr + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return GW_OK;
+}
+
+gw_err_t gw_buf_add_json_str(gw_buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i, start = 0;
+    char esc[8];
+
+    if (gw_buf_add(b, "\"", 1) != GW_OK)
+        return GW_ETOOBIG;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *e = NULL;
+        size_t elen = 2;
+
+        if (c == '"')
+            e = "\\\"";
+        else if (c == '\\')
+            e = "\\\\";
+        else if (c == '\n')
+            e = "\\n";
+        else if (c == '\r')
+            e = "\\r";
+        else if (c == '\t')
+            e = "\\t";
+        else if (c < 0x20) {
+            esc[0] = '\\';
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            e = esc;
+            elen = 6;
+        }
+        if (e == NULL)
+            continue;
+        if (gw_buf_add(b, s + start, i - start) != GW_OK || gw_buf_add(b, e, elen) != GW_OK)
+            return GW_ETOOBIG;
+        start = i + 1;
+    }
+    if (gw_buf_add(b, s + start, n - start) != GW_OK)
+        return GW_ETOOBIG;
+    return gw_buf_add(b, "\"", 1);
+}
+
+void gw_buf_consume(gw_buf_t *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+    } else {
+        memmove(b->ptr, b->ptr + n, b->len - n);
+        b->len -= n;
+    }
+    if (b->ptr)
+        b->ptr[b->len] = '\0';
+}
+
+void gw_buf_reset(gw_buf_t *b)
+{
+    b->len = 0;
+    if (b->ptr)
+        b->ptr[0] = '\0';
+}
+
+char *gw_buf_take(gw_buf_t *b, size_t *len)
+{
+    char *p = b->ptr;
+
+    if (len)
+        *len = b->len;
+    b->ptr = NULL;
+    b->len = 0;
+    b->cap = 0;
+    return p;
+}
+
+void gw_buf_free(gw_buf_t *b)
+{
+    free(b->ptr);
+    b->ptr = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
