@@ -1,0 +1,167 @@
+/* jspan.c - structural JSON scanning for byte-preserving rewrites. */
+#include "core/jspan.h"
+
+#include <string.h>
+
+#define GW_JSPAN_MAX_DEPTH 256
+
+static size_t ws(const char *p, size_t len, size_t i)
+{
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* p[i] == '"': returns the index after the closing quote, or -1. */
+static size_t skip_string(const char *p, size_t len, size_t i)
+{
+    for (i++; i < len; i++) {
+        const char *q;
+
+        /* fast path: jump to the next quote or backslash */
+        q = memchr(p + i, '"', len - i);
+        if (q == NULL)
+            return (size_t)-1;
+        {
+            const char *bs = memchr(p + i, '\\', (size_t)(q - (p + i)));
+            if (bs == NULL)
+                return (size_t)(q - p) + 1;
+            i = (size_t)(bs - p) + 1; /* skip the escaped char on loop increment */
+        }
+    }
+    return (size_t)-1;
+}
+
+size_t gw_json_skip(const char *p, size_t len, size_t i)
+{
+    int depth = 0;
+
+    i = ws(p, len, i);
+    if (i >= len)
+        return (size_t)-1;
+    for (;;) {
+        if (i >= len)
+            return (size_t)-1;
+        switch (p[i]) {
+        case '"':
+            i = skip_string(p, len, i);
+            if (i == (size_t)-1)
+                return i;
+            break;
+        case '{':
+        case '[':
+            if (++depth > GW_JSPAN_MAX_DEPTH)
+                return (size_t)-1;
+            i++;
+            break;
+        case '}':
+        case ']':
+            if (depth == 0)
+                return (size_t)-1;
+            depth--;
+            i++;
+            break;
+        case ',':
+        case ':':
+        case ' ':
+        case '\t':
+        case '\n':
+        case '\r':
+            if (depth == 0)
+                return (size_t)-1;
+            i++;
+            continue;
+        default:
+            /* number, true, false, null: a run of literal characters */
+            while (i < len && strchr(",:]} \t\r\n\"{[", p[i]) == NULL)
+                i++;
+            break;
+        }
+        if (depth == 0)
+            return i;
+    }
+}
+
+int gw_json_member(const char *p, size_t len, size_t off, const char *key, gw_jspan_t *out)
+{
+    size_t i = ws(p, len, off), klen = strlen(key);
+
+    if (i >= len || p[i] != '{')
+        return -1;
+    i = ws(p, len, i + 1);
+    if (i < len && p[i] == '}')
+        return 0;
+    for (;;) {
+        size_t kstart, kend, vstart, vend;
+
+        if (i >= len || p[i] != '"')
+            return -1;
+        kstart = i;
+        kend = skip_string(p, len, i);
+        if (kend == (size_t)-1)
+            return -1;
+        i = ws(p, len, kend);
+        if (i >= len || p[i] != ':')
+            return -1;
+        vstart = ws(p, len, i + 1);
+        vend = gw_json_skip(p, len, vstart);
+        if (vend == (size_t)-1)
+            return -1;
+        if (kend - kstart - 2 == klen && memcmp(p + kstart + 1, key, klen) == 0) {
+            out->mem_off = kstart;
+            out->val_off = vstart;
+            out->val_len = vend - vstart;
+            return 1;
+        }
+        i = ws(p, len, vend);
+        if (i >= len)
+            return -1;
+        if (p[i] == '}')
+            return 0;
+        if (p[i] != ',')
+            return -1;
+        i = ws(p, len, i + 1);
+    }
+}
+
+int gw_json_array_next(const char *p, size_t len, size_t off, size_t *it, gw_jspan_t *el)
+{
+    size_t i, end;
+
+    if (*it == 0) {
+        i = ws(p, len, off);
+        if (i >= len || p[i] != '[')
+            return -1;
+        i = ws(p, len, i + 1);
+        if (i < len && p[i] == ']') {
+            *it = (size_t)-1;
+            return 0;
+        }
+    } else if (*it == (size_t)-1) {
+        return 0;
+    } else {
+        i = ws(p, len, *it);
+        if (i >= len)
+            return -1;
+        if (p[i] == ']') {
+            *it = (size_t)-1;
+            return 0;
+        }
+        if (p[i] != ',')
+            return -1;
+        i = ws(p, len, i + 1);
+    }
+    end = gw_json_skip(p, len, i);
+    if (end == (size_t)-1)
+        return -1;
+    el->mem_off = i;
+    el->val_off = i;
+    el->val_len = end - i;
+    *it = end;
+    return 1;
+}
+
+int gw_json_span_is_string(const char *p, const gw_jspan_t *v)
+{
+    return v->val_len >= 2 && p[v->val_off] == '"';
+}

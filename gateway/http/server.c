@@ -1,0 +1,1316 @@
+/*
+ * server.c - front HTTP server: MHD daemon, routing, request contexts and the relay.
+ *
+ * Threads. MHD worker threads run the access handler, the content reader and the
+ * completion callback of the connections they own. The upstream thread (client.c)
+ * runs every curl callback and the gw_xfer_ops_t callbacks. A relay object (gw_proxy_t)
+ * is the only thing both touch; its mutable shared fields are guarded by px->mu. The
+ * only MHD call made from the upstream thread is MHD_resume_connection(), and only for
+ * a connection that the proxy has seen suspended and that is still alive (conn != NULL).
+ *
+ * Request lifecycle (design: ../shared/reference/mhd-curl-design.md section 7.4):
+ *   uri log callback  -> allocate gw_req_t (raw URI kept for routing and forwarding)
+ *   handler call 1    -> route; early 413 from Content-Length; return MHD_YES
+ *   handler calls 2..n-> accumulate the body (bounded)
+ *   final call        -> local routes answer at once; proxied routes build a gw_proxy_t,
+ *                        suspend with no response queued and post START upstream
+ *   upstream headers  -> the decision (status, stream or buffer) is recorded and the
+ *                        connection resumed; the handler runs again and queues the
+ *                        response on its own thread (keep-alive survives)
+ *   completion        -> unwatch the client fd, post CANCEL, drop the request's ref
+ *
+ * A proxy is reference counted: the request context, the MHD response (stream modes)
+ * and the upstream side (until on_release) each hold one.
+ */
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/jspan.h"
+#include "core/log.h"
+#include "core/sse.h"
+#include "openai/request.h"
+#include "openai/rewrite.h"
+#include "upstream/client.h"
+
+#define GW_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+#define GW_MAX_SSE_EVENT (8u * 1024 * 1024)
+#define GW_MAX_HEADERS_BYTES (64u * 1024)
+#define GW_STREAM_BLOCK (16u * 1024)
+
+struct gw_server {
+    const gw_conf_t *conf;
+    gw_registry_t *reg;
+    struct MHD_Daemon *mhd;
+    gw_upstream_t *up;
+    uint16_t port;
+    time_t started;
+    atomic_int stopping;
+    pthread_mutex_t mu;            /* guards the proxy list */
+    struct gw_proxy *proxies;      /* every live proxy, for shutdown */
+};
+
+/* ================================================================ routes ===== */
+
+typedef enum route_kind {
+    R_NONE = 0,
+    R_HEALTH,
+    R_MODELS,
+    R_MODEL_ONE, /* GET /v1/models/{id} */
+    R_OAI,       /* model-routed OpenAI JSON endpoint */
+    R_UPSTREAM,  /* /upstream/{model}/{path}: raw pass-through */
+} route_kind_t;
+
+typedef struct route {
+    const char *path;
+    const char *methods; /* space-separated; NULL = any */
+    route_kind_t kind;
+    int oai_kind;        /* gw_oai_kind_t for R_OAI */
+    int prefix;          /* match path as a prefix */
+} route_t;
+
+static const route_t routes[] = {
+    {"/health", "GET HEAD", R_HEALTH, 0, 0},
+    {"/v1/health", "GET HEAD", R_HEALTH, 0, 0},
+    {"/v1/models", "GET HEAD", R_MODELS, 0, 0},
+    {"/v1/chat/completions", "POST", R_OAI, GW_OAI_CHAT, 0},
+    {"/v1/completions", "POST", R_OAI, GW_OAI_COMPLETIONS, 0},
+    {"/v1/embeddings", "POST", R_OAI, GW_OAI_EMBEDDINGS, 0},
+    {"/v1/rerank", "POST", R_OAI, GW_OAI_OTHER, 0},
+    {"/v1/reranking", "POST", R_OAI, GW_OAI_OTHER, 0},
+    {"/v1/responses", "POST", R_OAI, GW_OAI_OTHER, 0},
+    {"/v1/messages", "POST", R_OAI, GW_OAI_OTHER, 0},
+    {"/v1/messages/count_tokens", "POST", R_OAI, GW_OAI_OTHER, 0},
+    {"/v1/models/", "GET HEAD", R_MODEL_ONE, 0, 1},
+    {"/upstream/", NULL, R_UPSTREAM, 0, 1},
+    {NULL, NULL, R_NONE, 0, 0},
+};
+
+static int method_allowed(const char *methods, const char *method)
+{
+    size_t n = strlen(method);
+    const char *p = methods;
+
+    if (methods == NULL)
+        return 1;
+    while ((p = strstr(p, method)) != NULL) {
+        if ((p == methods || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+            return 1;
+        p += n;
+    }
+    return 0;
+}
+
+/* Finds the route for path (len bytes). *wrong_method is set when only the method differs. */
+static const route_t *route_find(const char *path, size_t len, const char *method,
+                                 const route_t **wrong_method)
+{
+    const route_t *r;
+
+    *wrong_method = NULL;
+    for (r = routes; r->path; r++) {
+        size_t pl = strlen(r->path);
+        int match = r->prefix ? (len > pl && memcmp(path, r->path, pl) == 0)
+                              : (len == pl && memcmp(path, r->path, pl) == 0);
+
+        if (!match)
+            continue;
+        if (method_allowed(r->methods, method))
+            return r;
+        if (*wrong_method == NULL)
+            *wrong_method = r;
+    }
+    return NULL;
+}
+
+/* ================================================================ contexts === */
+
+typedef enum proxy_mode { M_NONE = 0, M_SSE, M_RAW, M_BUFFER } proxy_mode_t;
+
+typedef struct gw_proxy {
+    gw_xfer_t x;                /* the upstream transfer; container_of gives the proxy */
+    gw_server_t *srv;
+    pthread_mutex_t mu;
+    atomic_int refs;
+    struct gw_proxy *prev, *next; /* srv->proxies */
+
+    /* shared, under mu */
+    struct MHD_Connection *conn; /* NULL once MHD is done with the request */
+    int suspended;
+    int client_gone;
+    int shutdown;
+    int decided;                 /* the upstream outcome is known: status/mode/fail */
+    int up_done;
+    int paused, unpause_posted;
+    gw_buf_t out;                /* stream modes: bytes for the client; buffer: the body */
+
+    /* written by the upstream thread before `decided`, read by MHD after */
+    proxy_mode_t mode;
+    int status;
+    gw_buf_t hdrs;               /* forwarded response headers: "name\0value\0"... */
+    int hdr_is_sse;
+    gw_err_t fail;               /* gateway-made error instead of a backend answer */
+    char fail_msg[320];
+
+    /* upstream thread only */
+    CURLcode up_rc;
+    int headers_done;
+    gw_sse_t sse;
+    gw_buf_t stage;
+    int saw_done, saw_error_event;
+    uint64_t idle_ms;
+
+    /* immutable after creation */
+    route_kind_t route;
+    int rewrite_model;
+    char *model_name;            /* the name the client asked for */
+    size_t model_len;
+    gw_model_t *model;
+    struct curl_slist *req_headers;
+    char *body;
+    size_t body_len;
+    char errbuf[CURL_ERROR_SIZE];
+} gw_proxy_t;
+
+typedef enum req_phase { PH_NEW = 0, PH_BODY, PH_WAIT, PH_DONE } req_phase_t;
+
+typedef struct gw_req {
+    gw_server_t *srv;
+    char *uri;                   /* raw request target, as received */
+    size_t path_len;             /* bytes of uri before '?' */
+    const route_t *route;
+    const route_t *wrong_method;
+    req_phase_t phase;
+    gw_buf_t body;
+    int too_big;
+    int discard;                 /* body not needed (error already decided) */
+    gw_proxy_t *px;
+    uint64_t t_start_us;
+    int status;                  /* for the access log */
+    char method[16];
+    char model[96];
+    char id[40];
+} gw_req_t;
+
+/* ================================================================ helpers ==== */
+
+static __thread uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    uint64_t x = rng_state;
+
+    if (x == 0) {
+        if (RAND_bytes((unsigned char *)&x, sizeof(x)) != 1 || x == 0)
+            x = gw_now_us() ^ (uint64_t)(uintptr_t)&x;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    rng_state = x;
+    return x;
+}
+
+static void make_request_id(struct MHD_Connection *c, char *out, size_t cap)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+    size_t i, n;
+
+    if (v != NULL) {
+        n = strlen(v);
+        if (n > 0 && n < cap && n <= 64) {
+            for (i = 0; i < n; i++) {
+                char ch = v[i];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' ||
+                      ch == ':'))
+                    break;
+            }
+            if (i == n) {
+                memcpy(out, v, n + 1);
+                return;
+            }
+        }
+    }
+    snprintf(out, cap, "%016llx", (unsigned long long)rng_next());
+}
+
+static int ieq(const char *a, const char *b)
+{
+    return strcasecmp(a, b) == 0;
+}
+
+/* Hop-by-hop and gateway-owned request headers that never reach the backend. */
+static int drop_request_header(const char *name)
+{
+    static const char *const names[] = {
+        "Host", "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization",
+        "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Expect",
+        "Authorization", "X-Api-Key", "Accept-Encoding", NULL};
+    int i;
+
+    for (i = 0; names[i]; i++)
+        if (ieq(name, names[i]))
+            return 1;
+    return 0;
+}
+
+/* Hop-by-hop and gateway-owned response headers that never reach the client. */
+static int drop_response_header(const char *name)
+{
+    static const char *const names[] = {
+        "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+        "Transfer-Encoding", "Upgrade", "Content-Length", "Date", NULL};
+    int i;
+
+    for (i = 0; names[i]; i++)
+        if (ieq(name, names[i]))
+            return 1;
+    return strncasecmp(name, "Access-Control-", 15) == 0;
+}
+
+/* Builds an OpenAI error body. */
+static char *error_body(const char *message, const char *type, const char *param,
+                        const char *code)
+{
+    json_t *o = json_pack("{s:{s:s, s:s, s:o, s:s}}", "error", "message", message, "type",
+                          type, "param", (param && *param) ? json_string(param) : json_null(),
+                          "code", code);
+    char *s = json_dumps(o, JSON_COMPACT);
+
+    json_decref(o);
+    return s;
+}
+
+static enum MHD_Result queue_body(gw_req_t *r, struct MHD_Connection *c, int status,
+                                  char *body, const char *ctype)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result rc;
+
+    resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    r->status = status;
+    rc = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static enum MHD_Result queue_error(gw_req_t *r, struct MHD_Connection *c, gw_err_t e,
+                                   const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static enum MHD_Result queue_error(gw_req_t *r, struct MHD_Connection *c, gw_err_t e,
+                                   const char *param, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    struct MHD_Response *resp;
+    enum MHD_Result rc;
+    char *body;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    body = error_body(msg, gw_err_type(e), param, gw_err_code(e));
+    resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    if (e == GW_EMETHOD && r->wrong_method && r->wrong_method->methods) {
+        char allow[64];
+        size_t i;
+
+        snprintf(allow, sizeof(allow), "%s", r->wrong_method->methods);
+        for (i = 0; allow[i]; i++)
+            if (allow[i] == ' ')
+                allow[i] = ',';
+        MHD_add_response_header(resp, "Allow", allow);
+    }
+    if (gw_err_status(e) == 503)
+        MHD_add_response_header(resp, "Retry-After", "1");
+    r->status = gw_err_status(e);
+    rc = MHD_queue_response(c, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+/* ================================================================ proxy ====== */
+
+static void proxy_unref(gw_proxy_t *px)
+{
+    gw_server_t *srv = px->srv;
+
+    if (atomic_fetch_sub(&px->refs, 1) != 1)
+        return;
+    pthread_mutex_lock(&srv->mu);
+    if (px->prev)
+        px->prev->next = px->next;
+    else
+        srv->proxies = px->next;
+    if (px->next)
+        px->next->prev = px->prev;
+    pthread_mutex_unlock(&srv->mu);
+
+    if (px->req_headers)
+        curl_slist_free_all(px->req_headers);
+    gw_buf_free(&px->out);
+    gw_buf_free(&px->hdrs);
+    gw_buf_free(&px->stage);
+    gw_sse_free(&px->sse);
+    free(px->model_name);
+    free(px->body);
+    pthread_mutex_destroy(&px->mu);
+    free(px);
+}
+
+/* Resumes the connection if the MHD side suspended it. Caller holds px->mu. */
+static void wake(gw_proxy_t *px)
+{
+    if (px->suspended && px->conn) {
+        px->suspended = 0;
+        MHD_resume_connection(px->conn);
+    }
+}
+
+static void set_fail(gw_proxy_t *px, gw_err_t e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_fail(gw_proxy_t *px, gw_err_t e, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (px->fail != GW_OK)
+        return;
+    px->fail = e;
+    va_start(ap, fmt);
+    vsnprintf(px->fail_msg, sizeof(px->fail_msg), fmt, ap);
+    va_end(ap);
+}
+
+/* --- upstream thread ------------------------------------------------------- */
+
+static void decide(gw_proxy_t *px)
+{
+    int ok = px->status >= 200 && px->status < 300;
+    gw_model_state_t st = px->status == 503 ? GW_MODEL_LOADING : GW_MODEL_READY;
+
+    atomic_store(&px->model->state, st);
+    if (px->route == R_UPSTREAM)
+        px->mode = M_RAW;
+    else if (ok && px->hdr_is_sse)
+        px->mode = M_SSE;
+    else
+        px->mode = M_BUFFER;
+    if (px->mode == M_BUFFER)
+        return; /* answered when the body is complete */
+    px->x.deadline_ms = gw_now_ms() + px->idle_ms;
+    pthread_mutex_lock(&px->mu);
+    px->decided = 1;
+    wake(px);
+    pthread_mutex_unlock(&px->mu);
+}
+
+static size_t on_up_header(char *p, size_t size, size_t nitems, void *ud)
+{
+    gw_proxy_t *px = ud;
+    size_t n = size * nitems, nl, vl;
+    const char *colon, *v;
+
+    if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        gw_buf_reset(&px->hdrs); /* a new response (after 1xx) */
+        px->hdr_is_sse = 0;
+        px->headers_done = 0;
+        return n;
+    }
+    if (n <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+        long status = 0;
+
+        curl_easy_getinfo(px->x.easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status < 200)
+            return n;
+        px->status = (int)status;
+        px->headers_done = 1;
+        decide(px);
+        return n;
+    }
+    colon = memchr(p, ':', n);
+    if (colon == NULL)
+        return n;
+    nl = (size_t)(colon - p);
+    v = colon + 1;
+    while (v < p + n && (*v == ' ' || *v == '\t'))
+        v++;
+    vl = (size_t)(p + n - v);
+    while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+        vl--;
+    {
+        char name[128];
+
+        if (nl == 0 || nl >= sizeof(name))
+            return n;
+        memcpy(name, p, nl);
+        name[nl] = '\0';
+        if (ieq(name, "Content-Type") && vl >= 17 && strncasecmp(v, "text/event-stream", 17) == 0)
+            px->hdr_is_sse = 1;
+        if (drop_response_header(name))
+            return n;
+        if (gw_buf_add(&px->hdrs, name, nl + 1) != GW_OK || gw_buf_add(&px->hdrs, v, vl) != GW_OK ||
+            gw_buf_add(&px->hdrs, "", 1) != GW_OK)
+            return 0; /* absurd header block: abort */
+    }
+    return n;
+}
+
+static int on_sse_event(void *ud, const gw_sse_event_t *ev)
+{
+    gw_proxy_t *px = ud;
+    gw_buf_t *st = &px->stage;
+
+    if (ev->kind == GW_SSE_COMMENT)
+        return gw_sse_encode_comment(st, ev->data, ev->data_len) != GW_OK;
+    if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0)
+        px->saw_done = 1;
+    if (ev->data_len > 0 && ev->data[0] == '{' && ev->event_len == 0 &&
+        memchr(ev->data, '\n', ev->data_len) == NULL) {
+        gw_jspan_t sp;
+
+        if (gw_json_member(ev->data, ev->data_len, 0, "error", &sp) == 1)
+            px->saw_error_event = 1;
+        if (gw_buf_add(st, "data: ", 6) != GW_OK)
+            return 1;
+        if (px->rewrite_model) {
+            if (gw_oai_set_model(ev->data, ev->data_len, px->model_name, px->model_len, st) < 0)
+                return 1;
+        } else if (gw_buf_add(st, ev->data, ev->data_len) != GW_OK) {
+            return 1;
+        }
+        return gw_buf_add(st, "\n\n", 2) != GW_OK;
+    }
+    return gw_sse_encode(st, ev->event, ev->event_len, ev->data, ev->data_len) != GW_OK;
+}
+
+static size_t on_up_data(char *p, size_t size, size_t nmemb, void *ud)
+{
+    gw_proxy_t *px = ud;
+    size_t n = size * nmemb;
+    int stopped = 0;
+
+    pthread_mutex_lock(&px->mu);
+    if (px->client_gone || px->shutdown) {
+        pthread_mutex_unlock(&px->mu);
+        return 0;
+    }
+    px->paused = 0;
+    px->unpause_posted = 0;
+    if (px->mode != M_BUFFER && px->out.len >= px->srv->conf->max_stream_buffer) {
+        px->paused = 1; /* the client is slow: hold the backend (TCP backpressure) */
+        pthread_mutex_unlock(&px->mu);
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    pthread_mutex_unlock(&px->mu);
+    px->x.deadline_ms = gw_now_ms() + px->idle_ms;
+
+    switch (px->mode) {
+    case M_BUFFER:
+        if (gw_buf_add(&px->out, p, n) != GW_OK) {
+            set_fail(px, GW_EUPSTREAM, "backend response exceeds the %zu-byte limit",
+                     px->srv->conf->max_response_bytes);
+            return 0;
+        }
+        return n;
+    case M_RAW:
+        pthread_mutex_lock(&px->mu);
+        if (gw_buf_add(&px->out, p, n) != GW_OK) {
+            pthread_mutex_unlock(&px->mu);
+            return 0;
+        }
+        wake(px);
+        pthread_mutex_unlock(&px->mu);
+        return n;
+    case M_SSE:
+        if (gw_sse_feed(&px->sse, p, n, on_sse_event, px, &stopped) != GW_OK || stopped) {
+            set_fail(px, GW_EUPSTREAM, "backend sent an SSE event larger than %u bytes",
+                     GW_MAX_SSE_EVENT);
+            return 0;
+        }
+        if (px->stage.len == 0)
+            return n;
+        pthread_mutex_lock(&px->mu);
+        if (gw_buf_add(&px->out, px->stage.ptr, px->stage.len) != GW_OK) {
+            pthread_mutex_unlock(&px->mu);
+            return 0;
+        }
+        wake(px);
+        pthread_mutex_unlock(&px->mu);
+        gw_buf_reset(&px->stage);
+        return n;
+    default:
+        return 0;
+    }
+}
+
+static int body_is_error_json(const char *p, size_t n)
+{
+    gw_jspan_t sp;
+
+    return gw_json_member(p, n, 0, "error", &sp) == 1 && p[sp.val_off] == '{';
+}
+
+/* Buffer mode: the body is complete; rewrite it in place for the client. */
+static void finish_buffered(gw_proxy_t *px)
+{
+    int ok = px->status >= 200 && px->status < 300;
+
+    if (ok && px->rewrite_model && px->out.len > 0 && px->out.ptr[0] == '{') {
+        gw_buf_t nb;
+
+        gw_buf_init(&nb, px->out.max + px->model_len + 64);
+        if (gw_oai_set_model(px->out.ptr, px->out.len, px->model_name, px->model_len, &nb) == 1) {
+            gw_buf_free(&px->out);
+            px->out = nb;
+        } else {
+            gw_buf_free(&nb);
+        }
+    } else if (!ok && !body_is_error_json(px->out.ptr ? px->out.ptr : "", px->out.len)) {
+        /* a non-JSON error from the backend: wrap it so clients always get an OpenAI error */
+        char msg[400];
+        char *b;
+        size_t show = px->out.len > 200 ? 200 : px->out.len;
+
+        snprintf(msg, sizeof(msg), "backend for model '%s' answered HTTP %d%s%.*s",
+                 px->model->conf->name, px->status, show ? ": " : " with an empty body",
+                 (int)show, px->out.ptr ? px->out.ptr : "");
+        b = error_body(msg, px->status >= 500 ? "server_error" : "invalid_request_error", NULL,
+                       "backend_error");
+        gw_buf_reset(&px->out);
+        gw_buf_adds(&px->out, b);
+        free(b);
+        gw_buf_reset(&px->hdrs); /* the backend's Content-Type no longer applies */
+    }
+}
+
+static void xfer_on_done(gw_xfer_t *x, CURLcode rc)
+{
+    gw_proxy_t *px = GW_CONTAINER_OF(x, gw_proxy_t, x);
+
+    px->up_rc = rc;
+    if (!px->headers_done) {
+        /* no response at all: the gateway answers */
+        if (px->fail == GW_OK) {
+            const char *why = px->errbuf[0] ? px->errbuf : curl_easy_strerror(rc);
+
+            switch (rc) {
+            case CURLE_COULDNT_CONNECT:
+            case CURLE_COULDNT_RESOLVE_HOST:
+                atomic_store(&px->model->state, GW_MODEL_UNREACHABLE);
+                set_fail(px, GW_EUNREACHABLE, "backend for model '%s' is unreachable: %s",
+                         px->model->conf->name, why);
+                break;
+            case CURLE_OPERATION_TIMEDOUT:
+                atomic_store(&px->model->state, GW_MODEL_UNREACHABLE);
+                set_fail(px, GW_ETIMEOUT, "connecting to the backend for model '%s' timed out: %s",
+                         px->model->conf->name, why);
+                break;
+            default:
+                set_fail(px, GW_EUPSTREAM, "backend for model '%s' failed before answering: %s",
+                         px->model->conf->name, why);
+                break;
+            }
+        }
+    } else if (px->mode == M_BUFFER) {
+        if (rc == CURLE_OK && px->fail == GW_OK)
+            finish_buffered(px);
+        else
+            set_fail(px, GW_EUPSTREAM, "backend for model '%s' failed mid-response: %s",
+                     px->model->conf->name, px->errbuf[0] ? px->errbuf : curl_easy_strerror(rc));
+    } else if (px->mode == M_SSE && (rc != CURLE_OK || px->fail != GW_OK)) {
+        /* the backend died or was cut mid-stream: say so, and send no [DONE] */
+        gw_buf_t *st = &px->stage;
+        const char *code = px->fail == GW_ETIMEOUT ? "backend_timeout" : "backend_disconnected";
+        char msg[512];
+        char *b;
+
+        snprintf(msg, sizeof(msg), "%s",
+                 px->fail != GW_OK ? px->fail_msg : "backend connection lost mid-stream");
+        if (px->fail == GW_OK && (px->errbuf[0] || rc != CURLE_OK)) {
+            size_t l = strlen(msg);
+            snprintf(msg + l, sizeof(msg) - l, ": %s",
+                     px->errbuf[0] ? px->errbuf : curl_easy_strerror(rc));
+        }
+        b = error_body(msg, "server_error", NULL, code);
+        gw_buf_reset(st);
+        gw_buf_addf(st, "data: %s\n\n", b);
+        free(b);
+    }
+
+    pthread_mutex_lock(&px->mu);
+    if (px->mode == M_SSE && px->stage.len)
+        gw_buf_add(&px->out, px->stage.ptr, px->stage.len); /* may exceed max: then lost */
+    px->up_done = 1;
+    px->decided = 1;
+    wake(px);
+    pthread_mutex_unlock(&px->mu);
+    gw_buf_reset(&px->stage);
+}
+
+static void xfer_on_hup(gw_xfer_t *x)
+{
+    gw_proxy_t *px = GW_CONTAINER_OF(x, gw_proxy_t, x);
+
+    pthread_mutex_lock(&px->mu);
+    px->client_gone = 1;
+    wake(px);
+    pthread_mutex_unlock(&px->mu);
+    gw_upstream_abort(px->srv->up, x, CURLE_ABORTED_BY_CALLBACK);
+}
+
+static void xfer_on_deadline(gw_xfer_t *x)
+{
+    gw_proxy_t *px = GW_CONTAINER_OF(x, gw_proxy_t, x);
+    const gw_conf_t *conf = px->srv->conf;
+
+    if (!px->headers_done)
+        set_fail(px, GW_ETIMEOUT, "backend for model '%s' sent no response within %u ms",
+                 px->model->conf->name, conf->first_byte_timeout_ms);
+    else
+        set_fail(px, GW_ETIMEOUT, "backend for model '%s' sent nothing for %u ms",
+                 px->model->conf->name, conf->idle_stream_timeout_ms);
+    gw_upstream_abort(px->srv->up, x, CURLE_OPERATION_TIMEDOUT);
+}
+
+static void xfer_on_release(gw_xfer_t *x)
+{
+    gw_proxy_t *px = GW_CONTAINER_OF(x, gw_proxy_t, x);
+
+    atomic_fetch_sub(&px->model->inflight, 1);
+    proxy_unref(px);
+}
+
+static const gw_xfer_ops_t proxy_ops = {
+    xfer_on_done,
+    xfer_on_hup,
+    xfer_on_deadline,
+    xfer_on_release,
+};
+
+/* --- MHD worker threads ---------------------------------------------------- */
+
+static ssize_t on_read_stream(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    gw_proxy_t *px = cls;
+    ssize_t rc;
+
+    (void)pos;
+    pthread_mutex_lock(&px->mu);
+    if (px->out.len > 0 && !px->client_gone) {
+        size_t n = px->out.len < max ? px->out.len : max;
+
+        memcpy(buf, px->out.ptr, n);
+        gw_buf_consume(&px->out, n);
+        if (px->paused && !px->unpause_posted &&
+            px->out.len <= px->srv->conf->max_stream_buffer / 4) {
+            px->unpause_posted = 1;
+            gw_upstream_unpause(px->srv->up, &px->x);
+        }
+        rc = (ssize_t)n;
+    } else if (px->client_gone || px->shutdown) {
+        rc = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else if (px->up_done) {
+        rc = (px->mode == M_RAW && px->up_rc != CURLE_OK) ? MHD_CONTENT_READER_END_WITH_ERROR
+                                                          : MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        px->suspended = 1;
+        MHD_suspend_connection(px->conn);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&px->mu);
+    return rc;
+}
+
+static void on_free_stream(void *cls)
+{
+    proxy_unref(cls);
+}
+
+static void add_forwarded_headers(struct MHD_Response *resp, const gw_buf_t *h)
+{
+    const char *p = h->ptr, *end = h->ptr + h->len;
+
+    while (p && p < end) {
+        const char *name = p, *value = p + strlen(p) + 1;
+
+        MHD_add_response_header(resp, name, value);
+        p = value + strlen(value) + 1;
+    }
+}
+
+static int has_header(const gw_buf_t *h, const char *want)
+{
+    const char *p = h->ptr, *end = h->ptr + h->len;
+
+    while (p && p < end) {
+        const char *value = p + strlen(p) + 1;
+
+        if (ieq(p, want))
+            return 1;
+        p = value + strlen(value) + 1;
+    }
+    return 0;
+}
+
+/* The handler runs again after the upstream thread resumed us with a decision. */
+static enum MHD_Result respond_decided(gw_req_t *r, struct MHD_Connection *c)
+{
+    gw_proxy_t *px = r->px;
+    struct MHD_Response *resp;
+    enum MHD_Result rc;
+
+    pthread_mutex_lock(&px->mu);
+    if (px->client_gone || px->shutdown || !px->decided) {
+        pthread_mutex_unlock(&px->mu);
+        return MHD_NO;
+    }
+    pthread_mutex_unlock(&px->mu);
+
+    if (px->fail != GW_OK && (px->mode == M_BUFFER || px->mode == M_NONE)) {
+        return queue_error(r, c, px->fail, NULL, "%s", px->fail_msg);
+    }
+    if (px->mode == M_BUFFER) {
+        size_t len;
+        char *body;
+
+        /* the upstream side is done with out: up_done was set under the lock */
+        body = gw_buf_take(&px->out, &len);
+        resp = MHD_create_response_from_buffer(len, body ? body : (char *)"",
+                                               body ? MHD_RESPMEM_MUST_FREE
+                                                    : MHD_RESPMEM_PERSISTENT);
+        add_forwarded_headers(resp, &px->hdrs);
+        if (!has_header(&px->hdrs, "Content-Type"))
+            MHD_add_response_header(resp, "Content-Type", "application/json");
+    } else {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, GW_STREAM_BLOCK,
+                                                 on_read_stream, px, on_free_stream);
+        atomic_fetch_add(&px->refs, 1);
+        add_forwarded_headers(resp, &px->hdrs);
+        if (px->mode == M_SSE) {
+            if (!has_header(&px->hdrs, "Cache-Control"))
+                MHD_add_response_header(resp, "Cache-Control", "no-cache");
+            if (!has_header(&px->hdrs, "X-Accel-Buffering"))
+                MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+        }
+    }
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    r->status = px->status;
+    rc = MHD_queue_response(c, (unsigned)px->status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static enum MHD_Result add_req_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    gw_proxy_t *px = cls;
+    char line[8192];
+    int n;
+
+    (void)kind;
+    if (drop_request_header(key))
+        return MHD_YES;
+    n = snprintf(line, sizeof(line), "%s: %s", key, value ? value : "");
+    if (n > 0 && (size_t)n < sizeof(line))
+        px->req_headers = curl_slist_append(px->req_headers, line);
+    return MHD_YES;
+}
+
+/* Creates the relay for a request and posts it upstream. Takes ownership of nothing. */
+static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_model_t *m,
+                                   const char *path, size_t path_len, int rewrite_model,
+                                   const char *method)
+{
+    gw_server_t *srv = r->srv;
+    const gw_conf_t *conf = srv->conf;
+    gw_proxy_t *px = gw_xcalloc(1, sizeof(*px));
+    gw_buf_t url;
+    CURL *e;
+    const union MHD_ConnectionInfo *ci;
+
+    gw_xfer_init(&px->x, &proxy_ops);
+    px->srv = srv;
+    pthread_mutex_init(&px->mu, NULL);
+    atomic_init(&px->refs, 2); /* request + upstream */
+    px->conn = c;
+    px->route = r->route->kind;
+    px->model = m;
+    px->rewrite_model = rewrite_model;
+    px->model_name = gw_xstrdup(r->model);
+    px->model_len = strlen(r->model);
+    px->idle_ms = conf->idle_stream_timeout_ms;
+    gw_buf_init(&px->out, conf->max_response_bytes > conf->max_stream_buffer * 2 + (1u << 20)
+                              ? conf->max_response_bytes
+                              : conf->max_stream_buffer * 2 + (1u << 20));
+    gw_buf_init(&px->hdrs, GW_MAX_HEADERS_BYTES);
+    gw_buf_init(&px->stage, GW_MAX_SSE_EVENT * 2);
+    gw_sse_init(&px->sse, GW_MAX_SSE_EVENT);
+    px->body = gw_buf_take(&r->body, &px->body_len);
+
+    /* request headers: everything but hop-by-hop and the client's own key */
+    MHD_get_connection_values(c, MHD_HEADER_KIND, add_req_header, px);
+    if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"))
+        px->req_headers = curl_slist_append(px->req_headers, "Content-Type:");
+    if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept"))
+        px->req_headers = curl_slist_append(px->req_headers, "Accept:");
+    px->req_headers = curl_slist_append(px->req_headers, "Expect:");
+    if (m->conf->api_key) {
+        char auth[1024];
+
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", m->conf->api_key);
+        px->req_headers = curl_slist_append(px->req_headers, auth);
+    }
+
+    gw_buf_init(&url, 16384);
+    gw_buf_adds(&url, m->conf->upstream);
+    gw_buf_add(&url, path, path_len);
+    if (r->uri[r->path_len] == '?')
+        gw_buf_adds(&url, r->uri + r->path_len);
+
+    e = curl_easy_init();
+    px->x.easy = e;
+    curl_easy_setopt(e, CURLOPT_URL, url.ptr);
+    gw_buf_free(&url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, px);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)conf->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, 4L); /* llama-server drops idle ones after 5 s */
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_up_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, px);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_up_data);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, px);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, px->errbuf);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, px->req_headers);
+    if (strcmp(method, "GET") == 0) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else {
+        if (strcmp(method, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)px->body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, px->body ? px->body : "");
+    }
+    px->x.deadline_ms = gw_now_ms() + conf->first_byte_timeout_ms;
+
+    pthread_mutex_lock(&srv->mu);
+    px->next = srv->proxies;
+    if (srv->proxies)
+        srv->proxies->prev = px;
+    srv->proxies = px;
+    pthread_mutex_unlock(&srv->mu);
+
+    atomic_fetch_add(&m->inflight, 1);
+    atomic_fetch_add(&m->requests, 1);
+    r->px = px;
+    r->phase = PH_WAIT;
+
+    pthread_mutex_lock(&px->mu);
+    px->suspended = 1;
+    MHD_suspend_connection(c);
+    ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        gw_upstream_watch(srv->up, &px->x, ci->connect_fd);
+    if (atomic_load(&srv->stopping)) {
+        px->shutdown = 1;
+        wake(px);
+    }
+    pthread_mutex_unlock(&px->mu);
+    gw_upstream_start(srv->up, &px->x);
+    return MHD_YES;
+}
+
+/* ================================================================ handlers === */
+
+static enum MHD_Result h_health(gw_req_t *r, struct MHD_Connection *c)
+{
+    return queue_body(r, c, 200, gw_xstrdup("{\"status\":\"ok\"}"), "application/json");
+}
+
+static json_t *model_entry(gw_server_t *srv, gw_model_t *m, const char *id, const char *alias_of)
+{
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", id, "object", "model", "created",
+                          (json_int_t)srv->started, "owned_by", "llama-gateway", "state",
+                          gw_model_state_name(atomic_load(&m->state)));
+    size_t j;
+
+    if (alias_of) {
+        json_object_set_new(o, "alias_of", json_string(alias_of));
+    } else {
+        json_t *al = json_array();
+
+        for (j = 0; j < m->conf->n_aliases; j++)
+            json_array_append_new(al, json_string(m->conf->aliases[j]));
+        json_object_set_new(o, "aliases", al);
+    }
+    json_object_set_new(o, "inflight", json_integer(atomic_load(&m->inflight)));
+    return o;
+}
+
+static enum MHD_Result h_models(gw_req_t *r, struct MHD_Connection *c)
+{
+    gw_server_t *srv = r->srv;
+    json_t *data = json_array(), *root;
+    size_t i, j, n = gw_registry_count(srv->reg);
+
+    for (i = 0; i < n; i++) {
+        gw_model_t *m = gw_registry_at(srv->reg, i);
+
+        json_array_append_new(data, model_entry(srv, m, m->conf->name, NULL));
+        for (j = 0; j < m->conf->n_aliases; j++)
+            json_array_append_new(data, model_entry(srv, m, m->conf->aliases[j], m->conf->name));
+    }
+    root = json_pack("{s:s, s:o}", "object", "list", "data", data);
+    {
+        char *s = json_dumps(root, JSON_COMPACT);
+
+        json_decref(root);
+        return queue_body(r, c, 200, s, "application/json");
+    }
+}
+
+static enum MHD_Result h_model_one(gw_req_t *r, struct MHD_Connection *c)
+{
+    gw_server_t *srv = r->srv;
+    const char *id = r->uri + strlen("/v1/models/");
+    size_t len = r->path_len - strlen("/v1/models/");
+    gw_model_t *m = gw_registry_find(srv->reg, id, len);
+    json_t *o;
+    char *s;
+
+    if (m == NULL)
+        return queue_error(r, c, GW_ENOMODEL, "model", "The model '%.*s' does not exist",
+                           (int)len, id);
+    o = model_entry(srv, m, m->conf->name, NULL);
+    if (strlen(m->conf->name) != len || memcmp(m->conf->name, id, len) != 0) {
+        json_object_set_new(o, "id", json_stringn(id, len));
+        json_object_set_new(o, "alias_of", json_string(m->conf->name));
+        json_object_del(o, "aliases");
+    }
+    s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return queue_body(r, c, 200, s, "application/json");
+}
+
+static enum MHD_Result h_oai(gw_req_t *r, struct MHD_Connection *c, const char *method)
+{
+    gw_errbuf_t err;
+    json_t *root = NULL;
+    gw_err_t e;
+    gw_model_t *m;
+    const char *name;
+    size_t name_len;
+
+    e = gw_oai_parse(r->body.ptr, r->body.len, (gw_oai_kind_t)r->route->oai_kind, &root, &err);
+    if (e != GW_OK)
+        return queue_error(r, c, e, err.param, "%s", err.msg);
+    name = json_string_value(json_object_get(root, "model"));
+    name_len = json_string_length(json_object_get(root, "model"));
+    snprintf(r->model, sizeof(r->model), "%.*s", (int)name_len, name);
+    m = gw_registry_find(r->srv->reg, name, name_len);
+    if (m == NULL) {
+        enum MHD_Result rc = queue_error(r, c, GW_ENOMODEL, "model",
+                                         "The model '%s' does not exist or is not configured",
+                                         r->model);
+        json_decref(root);
+        return rc;
+    }
+    if (strlen(name) != name_len || name_len >= sizeof(r->model)) {
+        json_decref(root);
+        return queue_error(r, c, GW_EPARAM, "model", "'model' is not a valid model name");
+    }
+    json_decref(root);
+    return start_proxy(r, c, m, r->uri, r->path_len, 1, method);
+}
+
+static enum MHD_Result h_upstream(gw_req_t *r, struct MHD_Connection *c, const char *method)
+{
+    const char *p = r->uri + strlen("/upstream/");
+    const char *end = r->uri + r->path_len;
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    size_t name_len = slash ? (size_t)(slash - p) : (size_t)(end - p);
+    gw_model_t *m = gw_registry_find(r->srv->reg, p, name_len);
+
+    snprintf(r->model, sizeof(r->model), "%.*s", (int)name_len, p);
+    if (m == NULL)
+        return queue_error(r, c, GW_ENOMODEL, "model", "The model '%.*s' does not exist",
+                           (int)name_len, p);
+    if (slash == NULL)
+        return start_proxy(r, c, m, "/", 1, 0, method);
+    return start_proxy(r, c, m, slash, (size_t)(end - slash), 0, method);
+}
+
+static enum MHD_Result dispatch(gw_req_t *r, struct MHD_Connection *c, const char *method)
+{
+    const gw_conf_t *conf = r->srv->conf;
+
+    if (r->too_big)
+        return queue_error(r, c, GW_ETOOBIG, NULL,
+                           "request body exceeds the limit of %zu bytes", conf->max_body_bytes);
+    if (r->route == NULL) {
+        if (r->wrong_method)
+            return queue_error(r, c, GW_EMETHOD, NULL, "method %s is not allowed on %.*s",
+                               method, (int)r->path_len, r->uri);
+        return queue_error(r, c, GW_ENOROUTE, NULL, "no route for %s %.*s", method,
+                           (int)r->path_len, r->uri);
+    }
+    switch (r->route->kind) {
+    case R_HEALTH:
+        return h_health(r, c);
+    case R_MODELS:
+        return h_models(r, c);
+    case R_MODEL_ONE:
+        return h_model_one(r, c);
+    case R_OAI:
+        return h_oai(r, c, method);
+    case R_UPSTREAM:
+        return h_upstream(r, c, method);
+    default:
+        return queue_error(r, c, GW_ENOROUTE, NULL, "no route");
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    gw_server_t *srv = cls;
+    gw_req_t *r = *con_cls;
+
+    (void)url;
+    (void)version;
+    if (r == NULL)
+        return MHD_NO; /* no context: the uri callback did not run */
+    switch (r->phase) {
+    case PH_NEW: {
+        const char *cl;
+
+        r->phase = PH_BODY;
+        snprintf(r->method, sizeof(r->method), "%s", method);
+        make_request_id(c, r->id, sizeof(r->id));
+        r->route = route_find(r->uri, r->path_len, method, &r->wrong_method);
+        if (r->route == NULL || r->route->kind == R_HEALTH || r->route->kind == R_MODELS ||
+            r->route->kind == R_MODEL_ONE)
+            r->discard = 1;
+        gw_buf_init(&r->body, srv->conf->max_body_bytes);
+        cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > srv->conf->max_body_bytes) {
+            r->phase = PH_DONE;
+            return queue_error(r, c, GW_ETOOBIG, NULL,
+                               "request body of %s bytes exceeds the limit of %zu bytes", cl,
+                               srv->conf->max_body_bytes);
+        }
+        return MHD_YES;
+    }
+    case PH_BODY:
+        if (*upload_data_size) {
+            if (!r->too_big && !r->discard &&
+                gw_buf_add(&r->body, upload_data, *upload_data_size) != GW_OK)
+                r->too_big = 1;
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        r->phase = PH_DONE;
+        return dispatch(r, c, method);
+    case PH_WAIT:
+        if (*upload_data_size)
+            return MHD_NO;
+        r->phase = PH_DONE;
+        return respond_decided(r, c);
+    default:
+        if (*upload_data_size) {
+            *upload_data_size = 0; /* draining after an early answer */
+            return MHD_YES;
+        }
+        return MHD_YES;
+    }
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    gw_req_t *r = gw_xcalloc(1, sizeof(*r));
+    const char *q;
+
+    (void)c;
+    r->srv = cls;
+    r->uri = gw_xstrdup(uri);
+    q = strchr(r->uri, '?');
+    r->path_len = q ? (size_t)(q - r->uri) : strlen(r->uri);
+    r->t_start_us = gw_now_us();
+    snprintf(r->id, sizeof(r->id), "-");
+    return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    gw_server_t *srv = cls;
+    gw_req_t *r = *con_cls;
+
+    (void)c;
+    if (r == NULL)
+        return;
+    *con_cls = NULL;
+    if (r->px) {
+        gw_proxy_t *px = r->px;
+
+        pthread_mutex_lock(&px->mu);
+        px->conn = NULL;
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            px->client_gone = 1;
+        gw_upstream_unwatch(srv->up, &px->x);
+        pthread_mutex_unlock(&px->mu);
+        gw_upstream_cancel(srv->up, &px->x);
+        proxy_unref(px);
+    }
+    if (r->phase != PH_NEW)
+        GW_LOG(GW_LOG_INFO, "%s %.*s model=%s status=%d us=%llu req=%s%s", r->method,
+               (int)(r->path_len > 200 ? 200 : r->path_len), r->uri,
+               r->model[0] ? r->model : "-", r->status,
+               (unsigned long long)(gw_now_us() - r->t_start_us), r->id,
+               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client gone)");
+    gw_buf_free(&r->body);
+    free(r->uri);
+    free(r);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+
+    (void)cls;
+    if (gw_log_level < GW_LOG_DEBUG)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    GW_LOG(GW_LOG_DEBUG, "mhd: %s", msg);
+}
+
+/* ================================================================ lifecycle == */
+
+gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t **out,
+                         gw_errbuf_t *err)
+{
+    gw_server_t *srv = gw_xcalloc(1, sizeof(*srv));
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    const union MHD_DaemonInfo *di;
+    unsigned timeout_s = (conf->request_timeout_ms + 999) / 1000;
+
+    *out = NULL;
+    memset(&ss, 0, sizeof(ss));
+    {
+        struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+
+        if (inet_pton(AF_INET, conf->listen_host, &v4->sin_addr) == 1) {
+            v4->sin_family = AF_INET;
+            v4->sin_port = htons(conf->listen_port);
+            sl = sizeof(*v4);
+        } else if (inet_pton(AF_INET6, conf->listen_host, &v6->sin6_addr) == 1) {
+            v6->sin6_family = AF_INET6;
+            v6->sin6_port = htons(conf->listen_port);
+            sl = sizeof(*v6);
+            flags |= MHD_USE_IPv6;
+        } else {
+            free(srv);
+            return gw_errf(err, GW_EBADREQ, "listen.host",
+                           "listen.host: expected an IPv4 or IPv6 address, got \"%s\"",
+                           conf->listen_host);
+        }
+    }
+    (void)sl;
+    srv->conf = conf;
+    srv->reg = reg;
+    srv->started = time(NULL);
+    pthread_mutex_init(&srv->mu, NULL);
+    srv->up = gw_upstream_new();
+
+    srv->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(conf->threads > 1 ? conf->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
+        conf->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_END);
+    if (srv->mhd == NULL) {
+        gw_upstream_free(srv->up);
+        pthread_mutex_destroy(&srv->mu);
+        free(srv);
+        return gw_errf(err, GW_EINTERNAL, "listen",
+                       "cannot listen on %s port %u: %s", conf->listen_host,
+                       (unsigned)conf->listen_port, errno ? strerror(errno) : "MHD failed");
+    }
+    di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : conf->listen_port;
+    *out = srv;
+    return GW_OK;
+}
+
+uint16_t gw_server_port(const gw_server_t *s)
+{
+    return s->port;
+}
+
+void gw_server_stop(gw_server_t *srv)
+{
+    int i;
+
+    if (srv == NULL)
+        return;
+    atomic_store(&srv->stopping, 1);
+    MHD_quiesce_daemon(srv->mhd);
+    /* MHD_stop_daemon panics on suspended connections: resume everything first */
+    for (i = 0; i < 500; i++) {
+        gw_proxy_t *px;
+        int suspended = 0;
+
+        pthread_mutex_lock(&srv->mu);
+        for (px = srv->proxies; px; px = px->next) {
+            pthread_mutex_lock(&px->mu);
+            px->shutdown = 1;
+            if (px->suspended && px->conn)
+                suspended++;
+            wake(px);
+            pthread_mutex_unlock(&px->mu);
+        }
+        pthread_mutex_unlock(&srv->mu);
+        if (suspended == 0 && i > 0)
+            break;
+        usleep(10000);
+    }
+    MHD_stop_daemon(srv->mhd);
+    gw_upstream_free(srv->up); /* processes the CANCELs posted by MHD_stop_daemon first */
+    pthread_mutex_destroy(&srv->mu);
+    free(srv);
+}

@@ -1,0 +1,128 @@
+/*
+ * main.c - llama-gateway entry point: parse argv, load the configuration, build the
+ * modules bottom-up, wait for a signal, tear down top-down.
+ */
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "backend/registry.h"
+#include "conf/conf.h"
+#include "core/log.h"
+#include "http/server.h"
+
+#define GW_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: llama-gateway [--config FILE] [--check-config] [--port N]\n"
+            "       llama-gateway --version | --help\n"
+            "\n"
+            "  --config FILE    JSON configuration (default: config/default.json)\n"
+            "  --check-config   validate the configuration and exit (0 valid, 1 invalid)\n"
+            "  --port N         override listen.port\n");
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = "config/default.json";
+    int check_only = 0, i, sig, rc = 1;
+    long port_override = -1;
+    gw_conf_t *conf = NULL;
+    gw_registry_t *reg = NULL;
+    gw_server_t *srv = NULL;
+    gw_errbuf_t err;
+    sigset_t set;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            check_only = 1;
+        } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+            char *end;
+            port_override = strtol(argv[++i], &end, 10);
+            if (*end || port_override < 0 || port_override > 65535) {
+                fprintf(stderr, "llama-gateway: --port: expected 0..65535\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("llama-gateway %s\n", GW_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "llama-gateway: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+
+    memset(&err, 0, sizeof(err));
+    if (gw_conf_load_file(path, &conf, &err) != GW_OK) {
+        fprintf(stderr, "llama-gateway: invalid configuration %s: %s\n", path, err.msg);
+        return 1;
+    }
+    if (check_only) {
+        printf("%s: configuration OK (%zu model%s)\n", path, conf->n_models,
+               conf->n_models == 1 ? "" : "s");
+        gw_conf_free(conf);
+        return 0;
+    }
+    if (port_override >= 0)
+        conf->listen_port = (uint16_t)port_override;
+    gw_log_level = conf->log_level;
+
+    /* every thread inherits this mask; main waits for the signals with sigwait */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        fprintf(stderr, "llama-gateway: curl_global_init failed\n");
+        goto out;
+    }
+
+    reg = gw_registry_new(conf);
+    if (gw_server_start(conf, reg, &srv, &err) != GW_OK) {
+        fprintf(stderr, "llama-gateway: %s\n", err.msg);
+        goto out;
+    }
+    GW_LOG(GW_LOG_INFO, "llama-gateway %s listening on %s:%u with %zu model%s", GW_VERSION,
+           conf->listen_host, (unsigned)gw_server_port(srv), conf->n_models,
+           conf->n_models == 1 ? "" : "s");
+    for (i = 0; i < (int)conf->n_models; i++)
+        GW_LOG(GW_LOG_INFO, "model %s -> %s", conf->models[i].name, conf->models[i].upstream);
+    /* a line for scripts and tests that start us on port 0 */
+    printf("llama-gateway listening on %s:%u\n", conf->listen_host, (unsigned)gw_server_port(srv));
+    fflush(stdout);
+
+    if (sigwait(&set, &sig) == 0)
+        GW_LOG(GW_LOG_INFO, "received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    gw_server_stop(srv);
+    srv = NULL;
+    rc = 0;
+out:
+    gw_server_stop(srv);
+    gw_registry_free(reg);
+    gw_conf_free(conf);
+    curl_global_cleanup();
+    return rc;
+}

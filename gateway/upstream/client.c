@@ -1,0 +1,416 @@
+/*
+ * client.c - the upstream thread: curl multi + epoll + timerfds + a command eventfd.
+ *
+ * Epoll tags: a value with the low 3 bits set is `(fd << 3) | kind` for our own fds
+ * and curl's sockets; a value with the low 3 bits clear is a gw_xfer_t pointer (a
+ * client-socket watch). Pointers are safe there because a transfer is released only
+ * while processing commands, which happens after every other event of the same batch,
+ * and the watch is removed (by the owner, before it posts the cancel) beforehand.
+ */
+#include "upstream/client.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+
+enum { CMD_START = 1, CMD_CANCEL, CMD_UNPAUSE, CMD_QUIT };
+enum { TAG_EVENT = 1, TAG_CURL_TIMER = 2, TAG_DEADLINE = 3, TAG_CURL_SOCK = 4 };
+
+#define TAG(fd, kind) (((uint64_t)(unsigned)(fd) << 3) | (kind))
+
+struct gw_upstream {
+    pthread_t thread;
+    int epfd, evfd, curl_tfd, dl_tfd;
+    CURLM *multi;
+    pthread_mutex_t qmu;
+    gw_upstream_cmd_t *qhead, *qtail;
+    gw_upstream_cmd_t quit_cmd;
+    int quit;
+    gw_xfer_t active;           /* sentinel of the list of transfers in the multi */
+    uint64_t armed_deadline;    /* 0 = deadline timer disarmed */
+};
+
+uint64_t gw_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t gw_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void gw_xfer_init(gw_xfer_t *x, const gw_xfer_ops_t *ops)
+{
+    memset(x, 0, sizeof(*x));
+    x->ops = ops;
+    x->watch_fd = -1;
+}
+
+/* ---------------------------------------------------------------- commands ---- */
+
+static void post(gw_upstream_t *u, gw_upstream_cmd_t *c)
+{
+    uint64_t one = 1;
+
+    c->next = NULL;
+    pthread_mutex_lock(&u->qmu);
+    if (u->qtail)
+        u->qtail->next = c;
+    else
+        u->qhead = c;
+    u->qtail = c;
+    pthread_mutex_unlock(&u->qmu);
+    (void)!write(u->evfd, &one, sizeof(one));
+}
+
+void gw_upstream_start(gw_upstream_t *u, gw_xfer_t *x)
+{
+    x->cmd_start.op = CMD_START;
+    x->cmd_start.x = x;
+    x->started = 1;
+    post(u, &x->cmd_start);
+}
+
+void gw_upstream_cancel(gw_upstream_t *u, gw_xfer_t *x)
+{
+    x->cmd_cancel.op = CMD_CANCEL;
+    x->cmd_cancel.x = x;
+    post(u, &x->cmd_cancel);
+}
+
+void gw_upstream_unpause(gw_upstream_t *u, gw_xfer_t *x)
+{
+    x->cmd_unpause.op = CMD_UNPAUSE;
+    x->cmd_unpause.x = x;
+    post(u, &x->cmd_unpause);
+}
+
+int gw_upstream_watch(gw_upstream_t *u, gw_xfer_t *x, int fd)
+{
+    struct epoll_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLRDHUP | EPOLLONESHOT;
+    ev.data.ptr = x;
+    if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        return -1;
+    x->watch_fd = fd;
+    return 0;
+}
+
+void gw_upstream_unwatch(gw_upstream_t *u, gw_xfer_t *x)
+{
+    if (x->watch_fd >= 0) {
+        epoll_ctl(u->epfd, EPOLL_CTL_DEL, x->watch_fd, NULL);
+        x->watch_fd = -1;
+    }
+}
+
+/* ---------------------------------------------------------------- deadlines --- */
+
+static void arm(int tfd, uint64_t ms_from_now_or_ns, int is_ns)
+{
+    struct itimerspec its;
+
+    memset(&its, 0, sizeof(its));
+    if (is_ns) {
+        its.it_value.tv_nsec = (long)ms_from_now_or_ns;
+    } else {
+        its.it_value.tv_sec = (time_t)(ms_from_now_or_ns / 1000);
+        its.it_value.tv_nsec = (long)(ms_from_now_or_ns % 1000) * 1000000L;
+        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+            its.it_value.tv_nsec = 1;
+    }
+    timerfd_settime(tfd, 0, &its, NULL);
+}
+
+static void arm_deadline(gw_upstream_t *u, uint64_t when)
+{
+    uint64_t now = gw_now_ms();
+
+    u->armed_deadline = when;
+    arm(u->dl_tfd, when > now ? when - now : 0, 0);
+}
+
+void gw_upstream_set_deadline(gw_upstream_t *u, gw_xfer_t *x, uint64_t deadline_ms)
+{
+    x->deadline_ms = deadline_ms;
+    if (deadline_ms && x->in_multi && (u->armed_deadline == 0 || deadline_ms < u->armed_deadline))
+        arm_deadline(u, deadline_ms);
+}
+
+static void scan_deadlines(gw_upstream_t *u)
+{
+    uint64_t now = gw_now_ms(), next = 0;
+    gw_xfer_t *x, *nx;
+
+    u->armed_deadline = 0;
+    for (x = u->active.next; x != &u->active; x = nx) {
+        nx = x->next;
+        if (x->deadline_ms == 0)
+            continue;
+        if (x->deadline_ms <= now) {
+            x->deadline_ms = 0;
+            x->ops->on_deadline(x); /* may abort x: nx is still valid (abort unlinks x only) */
+            continue;
+        }
+        if (next == 0 || x->deadline_ms < next)
+            next = x->deadline_ms;
+    }
+    if (next)
+        arm_deadline(u, next);
+}
+
+/* ---------------------------------------------------------------- multi ------- */
+
+static void unlink_active(gw_xfer_t *x)
+{
+    x->prev->next = x->next;
+    x->next->prev = x->prev;
+    x->prev = x->next = NULL;
+}
+
+void gw_upstream_abort(gw_upstream_t *u, gw_xfer_t *x, CURLcode rc)
+{
+    if (!x->in_multi)
+        return;
+    curl_multi_remove_handle(u->multi, x->easy);
+    x->in_multi = 0;
+    unlink_active(x);
+    x->ops->on_done(x, rc);
+}
+
+static void drain_info(gw_upstream_t *u)
+{
+    CURLMsg *m;
+    int left;
+
+    while ((m = curl_multi_info_read(u->multi, &left)) != NULL) {
+        gw_xfer_t *x = NULL;
+
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        if (x && x->in_multi)
+            gw_upstream_abort(u, x, m->data.result);
+    }
+}
+
+static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    gw_upstream_t *u = userp;
+    struct epoll_event ev;
+
+    (void)e;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(u->epfd, EPOLL_CTL_DEL, s, NULL);
+        return 0;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    ev.data.u64 = TAG(s, TAG_CURL_SOCK);
+    if (socketp == NULL) {
+        if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+            epoll_ctl(u->epfd, EPOLL_CTL_MOD, s, &ev);
+        curl_multi_assign(u->multi, s, (void *)1);
+    } else {
+        if (epoll_ctl(u->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+            epoll_ctl(u->epfd, EPOLL_CTL_ADD, s, &ev);
+    }
+    return 0;
+}
+
+static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
+{
+    gw_upstream_t *u = userp;
+    struct itimerspec its;
+
+    (void)m;
+    if (timeout_ms < 0) {
+        memset(&its, 0, sizeof(its));
+        timerfd_settime(u->curl_tfd, 0, &its, NULL);
+    } else if (timeout_ms == 0) {
+        arm(u->curl_tfd, 1, 1);
+    } else {
+        arm(u->curl_tfd, (uint64_t)timeout_ms, 0);
+    }
+    return 0;
+}
+
+static void run_commands(gw_upstream_t *u)
+{
+    gw_upstream_cmd_t *c, *next;
+    uint64_t v;
+    int running;
+
+    (void)!read(u->evfd, &v, sizeof(v));
+    pthread_mutex_lock(&u->qmu);
+    c = u->qhead;
+    u->qhead = u->qtail = NULL;
+    pthread_mutex_unlock(&u->qmu);
+    for (; c; c = next) {
+        gw_xfer_t *x = c->x;
+
+        next = c->next; /* c lives inside x, which CMD_CANCEL may free */
+        switch (c->op) {
+        case CMD_START:
+            if (curl_multi_add_handle(u->multi, x->easy) == CURLM_OK) {
+                x->in_multi = 1;
+                x->next = u->active.next;
+                x->prev = &u->active;
+                u->active.next->prev = x;
+                u->active.next = x;
+                if (x->deadline_ms)
+                    gw_upstream_set_deadline(u, x, x->deadline_ms);
+            } else {
+                x->ops->on_done(x, CURLE_FAILED_INIT);
+            }
+            break;
+        case CMD_UNPAUSE:
+            if (x->in_multi)
+                curl_easy_pause(x->easy, CURLPAUSE_CONT);
+            break;
+        case CMD_CANCEL:
+            if (x->in_multi) {
+                curl_multi_remove_handle(u->multi, x->easy);
+                x->in_multi = 0;
+                unlink_active(x);
+            }
+            if (x->easy)
+                curl_easy_cleanup(x->easy);
+            x->easy = NULL;
+            x->ops->on_release(x);
+            break;
+        case CMD_QUIT:
+            u->quit = 1;
+            break;
+        }
+    }
+    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    drain_info(u);
+}
+
+static void *thread_main(void *arg)
+{
+    gw_upstream_t *u = arg;
+    struct epoll_event evs[256];
+    int running;
+
+    while (!u->quit) {
+        int n = epoll_wait(u->epfd, evs, 256, -1), i, have_cmd = 0;
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            uint64_t tag = evs[i].data.u64, v;
+            int fd = (int)(tag >> 3);
+
+            if ((tag & 7) == 0) {
+                gw_xfer_t *x = evs[i].data.ptr;
+
+                x->ops->on_hup(x);
+                continue;
+            }
+            switch (tag & 7) {
+            case TAG_EVENT:
+                have_cmd = 1;
+                break;
+            case TAG_CURL_TIMER:
+                (void)!read(u->curl_tfd, &v, sizeof(v));
+                curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+                break;
+            case TAG_DEADLINE:
+                (void)!read(u->dl_tfd, &v, sizeof(v));
+                scan_deadlines(u);
+                break;
+            case TAG_CURL_SOCK: {
+                int flags = 0;
+
+                if (evs[i].events & EPOLLIN)
+                    flags |= CURL_CSELECT_IN;
+                if (evs[i].events & EPOLLOUT)
+                    flags |= CURL_CSELECT_OUT;
+                if (evs[i].events & (EPOLLERR | EPOLLHUP))
+                    flags |= CURL_CSELECT_ERR;
+                curl_multi_socket_action(u->multi, fd, flags, &running);
+                break;
+            }
+            }
+            drain_info(u);
+        }
+        if (have_cmd)
+            run_commands(u);
+    }
+    return NULL;
+}
+
+gw_upstream_t *gw_upstream_new(void)
+{
+    gw_upstream_t *u = gw_xcalloc(1, sizeof(*u));
+    struct epoll_event ev;
+
+    u->active.next = u->active.prev = &u->active;
+    pthread_mutex_init(&u->qmu, NULL);
+    u->epfd = epoll_create1(EPOLL_CLOEXEC);
+    u->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    u->curl_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    u->dl_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (u->epfd < 0 || u->evfd < 0 || u->curl_tfd < 0 || u->dl_tfd < 0)
+        goto fail;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.u64 = TAG(u->evfd, TAG_EVENT);
+    epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->evfd, &ev);
+    ev.data.u64 = TAG(u->curl_tfd, TAG_CURL_TIMER);
+    epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->curl_tfd, &ev);
+    ev.data.u64 = TAG(u->dl_tfd, TAG_DEADLINE);
+    epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->dl_tfd, &ev);
+
+    u->multi = curl_multi_init();
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    if (pthread_create(&u->thread, NULL, thread_main, u) != 0)
+        goto fail;
+    return u;
+fail:
+    fprintf(stderr, "llama-gateway: cannot start the upstream thread: %s\n", strerror(errno));
+    exit(1);
+}
+
+void gw_upstream_free(gw_upstream_t *u)
+{
+    if (u == NULL)
+        return;
+    u->quit_cmd.op = CMD_QUIT;
+    post(u, &u->quit_cmd);
+    pthread_join(u->thread, NULL);
+    curl_multi_cleanup(u->multi);
+    close(u->epfd);
+    close(u->evfd);
+    close(u->curl_tfd);
+    close(u->dl_tfd);
+    pthread_mutex_destroy(&u->qmu);
+    free(u);
+}
