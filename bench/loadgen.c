@@ -371,6 +371,7 @@ typedef struct lconn {
     int done_seen;
     int after_done; /* events after [DONE] */
     int headers_seen;
+    size_t body_n; /* body bytes of the reply being read */
 } lconn_t;
 
 typedef enum { MODE_RPS, MODE_SSE } mode_t_;
@@ -393,7 +394,8 @@ static struct {
     /* results */
     samples_t lat;   /* rps latency or sse per-event delay */
     samples_t ttfb;  /* sse: request send -> response head */
-    unsigned long long count, errors, reconnects, resp_bytes, events, events_no_t;
+    unsigned long long count, errors, reconnects, events, events_no_t;
+    unsigned long long resp_bytes; /* body size of the last reply in the window */
     unsigned long long ok, err_connect, err_status, err_early_close, err_events, err_no_done,
         err_protocol, err_timeout;
     int64_t win_start, win_end;
@@ -483,6 +485,7 @@ static int conn_send_req(lconn_t *c)
     if (c->req_off == 0) {
         c->t_send_us = mono_us();
         c->headers_seen = 0;
+        c->body_n = 0;
     }
     while (c->req_off < G.req_len) {
         ssize_t w = send(c->fd, G.req + c->req_off, G.req_len - c->req_off, MSG_NOSIGNAL);
@@ -606,9 +609,9 @@ static void on_body_sse(void *ctx, const char *p, size_t n)
 
 static void on_body_rps(void *ctx, const char *p, size_t n)
 {
-    (void)ctx;
+    lconn_t *c = ctx;
     (void)p;
-    G.resp_bytes += n;
+    c->body_n += n;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -636,6 +639,7 @@ static void rps_complete(lconn_t *c)
     int64_t now = c->t_now_us;
 
     if (now >= G.win_start && now < G.win_end) {
+        G.resp_bytes = c->body_n;
         if (c->rp.status == 200) {
             G.count++;
             samples_add(&G.lat, now - c->t_send_us);
@@ -822,11 +826,11 @@ static void print_json(int64_t t0, int64_t t1)
         printf("{\"mode\":\"rps\",\"label\":\"%s\",\"conns\":%ld,\"duration_s\":%.3f,"
                "\"count\":%llu,\"errors\":%llu,\"reconnects\":%llu,\"rps\":%.1f,"
                "\"p50_us\":%u,\"p90_us\":%u,\"p99_us\":%u,\"max_us\":%u,\"mean_us\":%.1f,"
-               "\"reply_bytes\":%.0f}\n",
+               "\"reply_bytes\":%llu}\n",
                G.label, G.conns, secs, G.count, G.errors, G.reconnects,
                secs > 0 ? (double)G.count / secs : 0.0, pct(&G.lat, 0.50), pct(&G.lat, 0.90),
                pct(&G.lat, 0.99), pct(&G.lat, 1.0), mean(&G.lat),
-               G.count ? (double)G.resp_bytes / (double)(G.count + G.errors) : 0.0);
+               G.resp_bytes);
     } else {
         printf("{\"mode\":\"sse\",\"label\":\"%s\",\"streams\":%ld,\"events_per_stream\":%ld,"
                "\"interval_ms\":%ld,\"silent_ms\":%ld,\"ok\":%llu,\"errors\":%llu,"
