@@ -1,6 +1,7 @@
 /* buf.c - bounded growable buffer. Allocation failure of internal sizes aborts. */
 #include "core/buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,20 +16,24 @@ void gw_buf_init(gw_buf_t *b, size_t max)
     b->max = max;
 }
 
+/*
+ * Makes room for extra more bytes plus the NUL. Careful with size_t: max may be
+ * SIZE_MAX ("no ceiling"), so neither max + 1 nor the doubling may wrap.
+ */
 static gw_err_t reserve(gw_buf_t *b, size_t extra)
 {
     size_t need, cap;
 
-    if (extra > b->max - b->len)
+    if (extra > b->max - b->len || b->len + extra == SIZE_MAX)
         return GW_ETOOBIG;
     need = b->len + extra + 1;
     if (need <= b->cap)
         return GW_OK;
     cap = b->cap ? b->cap : 256;
     while (cap < need)
-        cap *= 2;
-    if (cap > b->max + 1)
-        cap = b->max + 1;
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (cap - 1 > b->max)
+        cap = b->max + 1; /* max < cap - 1 <= SIZE_MAX - 1: cannot wrap */
     b->ptr = gw_xrealloc(b->ptr, cap);
     b->cap = cap;
     return GW_OK;
@@ -72,10 +77,19 @@ gw_err_t gw_buf_addf(gw_buf_t *b, const char *fmt, ...)
     return GW_OK;
 }
 
+/* Undoes a partly written add, so that a failed add leaves the buffer unchanged. */
+static gw_err_t rollback(gw_buf_t *b, size_t len)
+{
+    b->len = len;
+    if (b->ptr)
+        b->ptr[len] = '\0';
+    return GW_ETOOBIG;
+}
+
 gw_err_t gw_buf_add_json_str(gw_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t i, start = 0;
+    size_t i, start = 0, len0 = b->len;
     char esc[8];
 
     if (gw_buf_add(b, "\"", 1) != GW_OK)
@@ -108,12 +122,12 @@ gw_err_t gw_buf_add_json_str(gw_buf_t *b, const char *s, size_t n)
         if (e == NULL)
             continue;
         if (gw_buf_add(b, s + start, i - start) != GW_OK || gw_buf_add(b, e, elen) != GW_OK)
-            return GW_ETOOBIG;
+            return rollback(b, len0);
         start = i + 1;
     }
-    if (gw_buf_add(b, s + start, n - start) != GW_OK)
-        return GW_ETOOBIG;
-    return gw_buf_add(b, "\"", 1);
+    if (gw_buf_add(b, s + start, n - start) != GW_OK || gw_buf_add(b, "\"", 1) != GW_OK)
+        return rollback(b, len0);
+    return GW_OK;
 }
 
 void gw_buf_consume(gw_buf_t *b, size_t n)
@@ -141,6 +155,11 @@ char *gw_buf_take(gw_buf_t *b, size_t *len)
 
     if (len)
         *len = b->len;
+    if (b->len == 0) {
+        /* buf.h promises NULL for empty content, even if memory was kept by a reset. */
+        free(p);
+        p = NULL;
+    }
     b->ptr = NULL;
     b->len = 0;
     b->cap = 0;

@@ -1,0 +1,572 @@
+/*
+ * conf.c - loads and validates the gateway's JSON configuration (conf.h).
+ *
+ * This file owns the table of scalar keys (section, name, type, range, default and
+ * where the value goes in gw_conf_t), the rules for the `models` object, and reading
+ * the file. Every problem is reported as one message naming the full key path
+ * ("limits.max_body_bytes: expected an integer from 1 to 1073741824"); nothing is
+ * printed. The first problem in file order wins.
+ *
+ * Result codes: GW_EBADJSON for a JSON syntax error, GW_EPARAM for a validation
+ * error, GW_EINTERNAL for a file that cannot be read, GW_ETOOBIG for a file over
+ * CONF_MAX_FILE. The errbuf's `param` is left empty: it is for OpenAI errors.
+ *
+ * Names: a model name appears in URLs (`/upstream/{model}/...`), so it must be
+ * non-empty without '/', whitespace or control characters. An alias is only matched
+ * against the request's "model" field, so it may contain '/' (clients commonly send
+ * Hugging Face ids such as "Qwen/Qwen2.5-7B-Instruct"), but not whitespace or control
+ * characters. Names and aliases share one namespace. Within a model, `upstream` is
+ * required: a model without a backend cannot be served.
+ *
+ * Not thread-safe in one respect: file errors use strerror(). Load at start-up.
+ */
+#include "conf/conf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/buf.h"
+
+#define CONF_MAX_FILE (16u * 1024 * 1024) /* a config file larger than this is a mistake */
+#define GIB (1024LL * 1024 * 1024)
+#define DAY_MS 86400000LL
+#define QUOTE_MAX 100 /* bytes of a name quoted in a message */
+
+/* ---------------------------------------------------------------------------------
+ * The scalar keys
+ * ------------------------------------------------------------------------------- */
+
+typedef enum key_type {
+    KEY_HOST,      /* char *: non-empty string, no whitespace or control characters */
+    KEY_U16,       /* uint16_t in [min, max] */
+    KEY_UINT,      /* unsigned in [min, max] */
+    KEY_SIZE,      /* size_t in [min, max] */
+    KEY_LOG_LEVEL, /* int: index in log_levels */
+} key_type_t;
+
+typedef struct conf_key {
+    const char *section;
+    const char *name;
+    key_type_t type;
+    size_t offset;     /* of the field in gw_conf_t */
+    json_int_t min;
+    json_int_t max;
+    json_int_t def;    /* default for numbers and the log level */
+    const char *sdef;  /* default for strings */
+} conf_key_t;
+
+#define NUM(sec, key, type, field, lo, hi, dflt)                                              \
+    {sec, key, type, offsetof(gw_conf_t, field), lo, hi, dflt, NULL}
+
+static const conf_key_t conf_keys[] = {
+    {"listen", "host", KEY_HOST, offsetof(gw_conf_t, listen_host), 0, 0, 0, "127.0.0.1"},
+    NUM("listen", "port", KEY_U16, listen_port, 0, 65535, 8000),
+    NUM("listen", "threads", KEY_UINT, threads, 1, 64, 2),
+    NUM("limits", "max_body_bytes", KEY_SIZE, max_body_bytes, 1, GIB, 16 * 1024 * 1024),
+    NUM("limits", "max_connections", KEY_UINT, max_connections, 1, 1000000, 4096),
+    NUM("limits", "max_stream_buffer_bytes", KEY_SIZE, max_stream_buffer, 1, GIB, 1024 * 1024),
+    NUM("limits", "max_response_bytes", KEY_SIZE, max_response_bytes, 1, GIB,
+        64 * 1024 * 1024),
+    NUM("timeouts", "connect_ms", KEY_UINT, connect_timeout_ms, 1, DAY_MS, 3000),
+    NUM("timeouts", "first_byte_ms", KEY_UINT, first_byte_timeout_ms, 1, DAY_MS, 600000),
+    NUM("timeouts", "idle_stream_ms", KEY_UINT, idle_stream_timeout_ms, 1, DAY_MS, 300000),
+    NUM("timeouts", "request_ms", KEY_UINT, request_timeout_ms, 1, DAY_MS, 60000),
+    NUM("log", "level", KEY_LOG_LEVEL, log_level, 0, 3, 2),
+    {NULL, NULL, 0, 0, 0, 0, 0, NULL},
+};
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+static void *field(gw_conf_t *c, const conf_key_t *k)
+{
+    return (char *)c + k->offset;
+}
+
+static void store_number(gw_conf_t *c, const conf_key_t *k, json_int_t v)
+{
+    switch (k->type) {
+    case KEY_U16:
+        *(uint16_t *)field(c, k) = (uint16_t)v;
+        break;
+    case KEY_UINT:
+        *(unsigned *)field(c, k) = (unsigned)v;
+        break;
+    case KEY_SIZE:
+        *(size_t *)field(c, k) = (size_t)v;
+        break;
+    case KEY_LOG_LEVEL:
+        *(int *)field(c, k) = (int)v;
+        break;
+    case KEY_HOST:
+        break;
+    }
+}
+
+static void set_defaults(gw_conf_t *c)
+{
+    const conf_key_t *k;
+
+    for (k = conf_keys; k->section; k++) {
+        if (k->type == KEY_HOST)
+            *(char **)field(c, k) = gw_xstrdup(k->sdef);
+        else
+            store_number(c, k, k->def);
+    }
+}
+
+static int is_section(const char *name)
+{
+    const conf_key_t *k;
+
+    for (k = conf_keys; k->section; k++)
+        if (strcmp(k->section, name) == 0)
+            return 1;
+    return 0;
+}
+
+static const conf_key_t *find_key(const char *section, const char *name)
+{
+    const conf_key_t *k;
+
+    for (k = conf_keys; k->section; k++)
+        if (strcmp(k->section, section) == 0 && strcmp(k->name, name) == 0)
+            return k;
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Checks on strings
+ * ------------------------------------------------------------------------------- */
+
+static int is_ctl(unsigned char ch)
+{
+    return ch < 0x20 || ch == 0x7f;
+}
+
+static int is_space(unsigned char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+static int has_ctl(const char *s)
+{
+    for (; *s; s++)
+        if (is_ctl((unsigned char)*s))
+            return 1;
+    return 0;
+}
+
+static int has_space_or_ctl(const char *s)
+{
+    for (; *s; s++)
+        if (is_space((unsigned char)*s) || is_ctl((unsigned char)*s))
+            return 1;
+    return 0;
+}
+
+static int valid_model_name(const char *s)
+{
+    return *s != '\0' && strchr(s, '/') == NULL && !has_space_or_ctl(s);
+}
+
+/*
+ * Formats s as a JSON string literal for a message (so that a name with control
+ * characters cannot garble a log line), cut at QUOTE_MAX bytes. Caller frees.
+ */
+static char *quote(const char *s)
+{
+    gw_buf_t b;
+    size_t n = strlen(s);
+    char *q;
+
+    gw_buf_init(&b, QUOTE_MAX * 6 + 8);
+    gw_buf_add_json_str(&b, s, n > QUOTE_MAX ? QUOTE_MAX : n);
+    if (n > QUOTE_MAX)
+        gw_buf_adds(&b, "...");
+    q = gw_buf_take(&b, NULL);
+    return q ? q : gw_xstrdup("\"\"");
+}
+
+static int port_ok(const char *p, const char *end)
+{
+    long v = 0;
+
+    if (p == end || end - p > 5)
+        return 0;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        v = v * 10 + (*p - '0');
+    }
+    return v >= 1 && v <= 65535;
+}
+
+/*
+ * An upstream base URL: http:// or https://, an authority with a host (a name, an
+ * IPv4 address or a bracketed IPv6 address) and an optional port, then an optional
+ * path. No whitespace, control characters, query or fragment: the gateway appends
+ * "/v1/..." to it.
+ */
+static int valid_upstream(const char *u)
+{
+    const char *auth, *auth_end, *host, *p, *q;
+
+    if (strncasecmp(u, "http://", 7) == 0)
+        auth = u + 7;
+    else if (strncasecmp(u, "https://", 8) == 0)
+        auth = u + 8;
+    else
+        return 0;
+    if (has_space_or_ctl(u) || strpbrk(u, "?#") != NULL)
+        return 0;
+
+    auth_end = auth + strcspn(auth, "/");
+    host = auth;
+    for (p = auth; p < auth_end; p++)
+        if (*p == '@')
+            host = p + 1;
+
+    if (host < auth_end && *host == '[') {
+        q = memchr(host, ']', (size_t)(auth_end - host));
+        if (q == NULL || q == host + 1)
+            return 0;
+        p = q + 1;
+    } else {
+        p = memchr(host, ':', (size_t)(auth_end - host));
+        if (p == NULL)
+            p = auth_end;
+        if (p == host)
+            return 0;
+    }
+    if (p == auth_end)
+        return 1;
+    return *p == ':' && port_ok(p + 1, auth_end);
+}
+
+/* ---------------------------------------------------------------------------------
+ * Sections
+ * ------------------------------------------------------------------------------- */
+
+static gw_err_t load_key(gw_conf_t *c, const conf_key_t *k, json_t *v, gw_errbuf_t *err)
+{
+    const char *s;
+    json_int_t n;
+    int i;
+
+    switch (k->type) {
+    case KEY_HOST:
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return gw_errf(err, GW_EPARAM, NULL, "%s.%s: expected a non-empty string",
+                           k->section, k->name);
+        s = json_string_value(v);
+        if (has_space_or_ctl(s))
+            return gw_errf(err, GW_EPARAM, NULL,
+                           "%s.%s: must not contain whitespace or control characters",
+                           k->section, k->name);
+        free(*(char **)field(c, k));
+        *(char **)field(c, k) = gw_xstrdup(s);
+        return GW_OK;
+
+    case KEY_LOG_LEVEL:
+        s = json_is_string(v) ? json_string_value(v) : "";
+        for (i = 0; log_levels[i]; i++) {
+            if (strcmp(s, log_levels[i]) == 0) {
+                store_number(c, k, i);
+                return GW_OK;
+            }
+        }
+        return gw_errf(err, GW_EPARAM, NULL, "%s.%s: expected one of error, warn, info, debug",
+                       k->section, k->name);
+
+    case KEY_U16:
+    case KEY_UINT:
+    case KEY_SIZE:
+        n = json_integer_value(v); /* 0 when v is not an integer */
+        if (!json_is_integer(v) || n < k->min || n > k->max)
+            return gw_errf(err, GW_EPARAM, NULL,
+                           "%s.%s: expected an integer from %" JSON_INTEGER_FORMAT
+                           " to %" JSON_INTEGER_FORMAT,
+                           k->section, k->name, k->min, k->max);
+        store_number(c, k, n);
+        return GW_OK;
+    }
+    return GW_EINTERNAL;
+}
+
+static gw_err_t load_section(gw_conf_t *c, const char *section, json_t *obj, gw_errbuf_t *err)
+{
+    const conf_key_t *k;
+    const char *name;
+    json_t *v;
+    gw_err_t rc;
+
+    if (!json_is_object(obj))
+        return gw_errf(err, GW_EPARAM, NULL, "%s: expected an object", section);
+    json_object_foreach(obj, name, v) {
+        k = find_key(section, name);
+        if (k == NULL)
+            return gw_errf(err, GW_EPARAM, NULL, "%s.%s: unknown key", section, name);
+        rc = load_key(c, k, v, err);
+        if (rc != GW_OK)
+            return rc;
+    }
+    return GW_OK;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Models
+ * ------------------------------------------------------------------------------- */
+
+/*
+ * Claims `name` for model `owner` in the shared namespace `seen` (name -> owner), or
+ * fails naming the model that already has it. path is the key being checked.
+ */
+static gw_err_t claim(json_t *seen, const char *name, const char *owner, const char *path,
+                      gw_errbuf_t *err)
+{
+    json_t *prev = json_object_get(seen, name);
+    char *qn, *qo;
+
+    if (prev == NULL) {
+        json_object_set_new(seen, name, json_string(owner));
+        return GW_OK;
+    }
+    qn = quote(name);
+    qo = quote(json_string_value(prev));
+    gw_errf(err, GW_EPARAM, NULL, "%s: %s is already used by model %s", path, qn, qo);
+    free(qn);
+    free(qo);
+    return GW_EPARAM;
+}
+
+static gw_err_t load_aliases(gw_model_conf_t *m, json_t *arr, json_t *seen, gw_errbuf_t *err)
+{
+    char path[GW_ERRBUF_LEN];
+    const char *s;
+    size_t i;
+    json_t *v;
+    gw_err_t rc;
+
+    if (!json_is_array(arr))
+        return gw_errf(err, GW_EPARAM, NULL, "models.%s.aliases: expected an array of strings",
+                       m->name);
+    m->aliases = gw_xcalloc(json_array_size(arr), sizeof(*m->aliases));
+    json_array_foreach(arr, i, v) {
+        snprintf(path, sizeof(path), "models.%s.aliases[%zu]", m->name, i);
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return gw_errf(err, GW_EPARAM, NULL, "%s: expected a non-empty string", path);
+        s = json_string_value(v);
+        if (has_space_or_ctl(s))
+            return gw_errf(err, GW_EPARAM, NULL,
+                           "%s: must not contain whitespace or control characters", path);
+        rc = claim(seen, s, m->name, path, err);
+        if (rc != GW_OK)
+            return rc;
+        m->aliases[m->n_aliases++] = gw_xstrdup(s);
+    }
+    return GW_OK;
+}
+
+static gw_err_t load_model(gw_model_conf_t *m, const char *name, json_t *obj, json_t *seen,
+                           gw_errbuf_t *err)
+{
+    char path[GW_ERRBUF_LEN];
+    const char *key, *s;
+    json_t *v;
+    size_t n;
+    gw_err_t rc;
+    char *q;
+
+    if (!valid_model_name(name)) {
+        q = quote(name);
+        gw_errf(err, GW_EPARAM, NULL,
+                "models: invalid model name %s: must be non-empty, without '/', whitespace "
+                "or control characters",
+                q);
+        free(q);
+        return GW_EPARAM;
+    }
+    m->name = gw_xstrdup(name);
+    snprintf(path, sizeof(path), "models.%s", name);
+    if (!json_is_object(obj))
+        return gw_errf(err, GW_EPARAM, NULL, "%s: expected an object", path);
+    rc = claim(seen, name, name, path, err);
+    if (rc != GW_OK)
+        return rc;
+
+    json_object_foreach(obj, key, v) {
+        if (strcmp(key, "upstream") == 0) {
+            if (!json_is_string(v) || !valid_upstream(json_string_value(v)))
+                return gw_errf(err, GW_EPARAM, NULL, "%s.upstream: expected an http(s) URL",
+                               path);
+            s = json_string_value(v);
+            n = strlen(s);
+            if (s[n - 1] == '/')
+                n--;
+            m->upstream = gw_xstrndup(s, n);
+        } else if (strcmp(key, "aliases") == 0) {
+            rc = load_aliases(m, v, seen, err);
+            if (rc != GW_OK)
+                return rc;
+        } else if (strcmp(key, "api_key") == 0) {
+            if (!json_is_string(v) || json_string_length(v) == 0)
+                return gw_errf(err, GW_EPARAM, NULL, "%s.api_key: expected a non-empty string",
+                               path);
+            if (has_ctl(json_string_value(v)))
+                return gw_errf(err, GW_EPARAM, NULL,
+                               "%s.api_key: must not contain control characters", path);
+            m->api_key = gw_xstrdup(json_string_value(v));
+        } else {
+            return gw_errf(err, GW_EPARAM, NULL, "%s.%s: unknown key", path, key);
+        }
+    }
+    if (m->upstream == NULL)
+        return gw_errf(err, GW_EPARAM, NULL, "%s.upstream: required key is missing", path);
+    return GW_OK;
+}
+
+static gw_err_t load_models(gw_conf_t *c, json_t *obj, gw_errbuf_t *err)
+{
+    json_t *seen = json_object(), *v;
+    const char *name;
+    gw_err_t rc = GW_EPARAM;
+
+    if (!json_is_object(obj)) {
+        gw_errf(err, GW_EPARAM, NULL, "models: expected an object");
+        goto out;
+    }
+    if (json_object_size(obj) == 0) {
+        gw_errf(err, GW_EPARAM, NULL, "models: expected at least one model");
+        goto out;
+    }
+    c->models = gw_xcalloc(json_object_size(obj), sizeof(*c->models));
+    json_object_foreach(obj, name, v) {
+        /* Counted first, so that gw_conf_free frees a half-loaded model. */
+        rc = load_model(&c->models[c->n_models++], name, v, seen, err);
+        if (rc != GW_OK)
+            goto out;
+    }
+    rc = GW_OK;
+out:
+    json_decref(seen);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Entry points
+ * ------------------------------------------------------------------------------- */
+
+gw_err_t gw_conf_load_text(const char *text, size_t len, gw_conf_t **out, gw_errbuf_t *err)
+{
+    gw_err_t rc = GW_EPARAM;
+    gw_conf_t *c = NULL;
+    json_error_t jerr;
+    json_t *root, *v;
+    const char *key;
+
+    root = json_loadb(text ? text : "", text ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        rc = gw_errf(err, GW_EBADJSON, NULL, "line %d column %d: %s", jerr.line, jerr.column,
+                     jerr.text);
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        gw_errf(err, GW_EPARAM, NULL, "top level: expected an object");
+        goto out;
+    }
+
+    c = gw_xcalloc(1, sizeof(*c));
+    set_defaults(c);
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, "models") == 0)
+            rc = load_models(c, v, err);
+        else if (is_section(key))
+            rc = load_section(c, key, v, err);
+        else
+            rc = gw_errf(err, GW_EPARAM, NULL, "%s: unknown key", key);
+        if (rc != GW_OK)
+            goto out;
+    }
+    if (json_object_get(root, "models") == NULL) {
+        rc = gw_errf(err, GW_EPARAM, NULL, "models: required key is missing");
+        goto out;
+    }
+    rc = GW_OK;
+
+out:
+    json_decref(root);
+    if (rc != GW_OK) {
+        gw_conf_free(c);
+        c = NULL;
+    }
+    *out = c;
+    return rc;
+}
+
+gw_err_t gw_conf_load_file(const char *path, gw_conf_t **out, gw_errbuf_t *err)
+{
+    gw_err_t rc = GW_EINTERNAL;
+    gw_buf_t text;
+    char chunk[64 * 1024];
+    ssize_t n;
+    int fd;
+
+    *out = NULL;
+    gw_buf_init(&text, CONF_MAX_FILE);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        gw_errf(err, rc, NULL, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    for (;;) {
+        n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            gw_errf(err, rc, NULL, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if (gw_buf_add(&text, chunk, (size_t)n) != GW_OK) {
+            rc = gw_errf(err, GW_ETOOBIG, NULL, "%s: larger than %u MiB", path,
+                         CONF_MAX_FILE / (1024 * 1024));
+            goto out;
+        }
+    }
+    rc = gw_conf_load_text(text.ptr, text.len, out, err);
+
+out:
+    if (fd >= 0)
+        close(fd);
+    gw_buf_free(&text);
+    return rc;
+}
+
+void gw_conf_free(gw_conf_t *c)
+{
+    size_t i, j;
+
+    if (c == NULL)
+        return;
+    for (i = 0; i < c->n_models; i++) {
+        gw_model_conf_t *m = &c->models[i];
+
+        free(m->name);
+        free(m->upstream);
+        for (j = 0; j < m->n_aliases; j++)
+            free(m->aliases[j]);
+        free(m->aliases);
+        free(m->api_key);
+    }
+    free(c->models);
+    free(c->listen_host);
+    free(c);
+}
