@@ -19,7 +19,7 @@ backend_port=${BACKEND_PORT:-8090}
 bash scripts/install-deps.sh
 
 echo "run.sh: building into $build/"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_SANITIZE=OFF -DGW_TESTS=ON >/dev/null
 cmake --build "$build" -j"$(nproc)" --target llama-gateway fake-llama >/dev/null
 
 gateway="$build/gateway/llama-gateway"

@@ -73,23 +73,25 @@ run_config() {
     fi
     # ctest lists skipped tests under "The following tests did not run:"
     nskip=$(sed -n '/The following tests did not run:/,/^$/p' "$log" | grep -c '(Skipped)' || true)
+    local npass=$((total - nfail - nskip)) note=""
     if [ "$rc" -ne 0 ] && [ "$nfail" -eq 0 ]; then
-        nfail=1 # ctest failed without a count (no tests, crash, bad arguments)
+        nfail=1 # ctest failed without a count (no tests found, crash, bad arguments)
+        note=" (ctest exit status $rc)"
     fi
-    passed=$((passed + total - nfail - nskip))
+    passed=$((passed + npass))
     failed=$((failed + nfail))
     skipped=$((skipped + nskip))
-    summary+=("$name: $((total - nfail - nskip)) passed, $nfail failed, $nskip skipped of $total ($((SECONDS - t0)) s)")
+    summary+=("$name: $npass passed, $nfail failed, $nskip skipped of $total$note ($((SECONDS - t0)) s)")
 }
 
 if [ -z "$only" ] || [ "$only" = normal ]; then
-    run_config normal build -- -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_SANITIZE=OFF
+    run_config normal build -- -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_SANITIZE=OFF -DGW_TESTS=ON
 fi
 if [ -z "$only" ] || [ "$only" = asan ]; then
     run_config asan build-asan \
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        -- -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE=ON
+        -- -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE=ON -DGW_TESTS=ON
 fi
 
 echo "==== summary ($((SECONDS - t_start)) s)"
