@@ -2275,13 +2275,13 @@ int main(int argc, char **argv)
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     int port = di ? di->port : opt.port;
-    printf("fake-llama listening on %s:%d\n", opt.host, port);
-    fflush(stdout);
     if (opt.port_file && write_port_file(opt.port_file, port) != 0) {
         fprintf(stderr, "fake-llama: cannot write port file '%s'\n", opt.port_file);
         rc = 1;
         goto stop;
     }
+    printf("fake-llama listening on %s:%d\n", opt.host, port);
+    fflush(stdout);
     if (!opt.quiet)
         fprintf(stderr, "fake-llama: loading model '%s' (%d ms), build %s, n_vocab %d\n",
                 opt.model, opt.load_ms, fingerprint(), fl_vocab_size());
