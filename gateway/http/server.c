@@ -174,6 +174,7 @@ typedef struct gw_proxy {
     gw_sse_t sse;
     gw_buf_t stage;
     int saw_done, saw_error_event;
+    int ever_paused;
     uint64_t idle_ms;
 
     /* immutable after creation */
@@ -420,7 +421,7 @@ static void decide(gw_proxy_t *px)
         px->mode = M_BUFFER;
     if (px->mode == M_BUFFER)
         return; /* answered when the body is complete */
-    px->x.deadline_ms = gw_now_ms() + px->idle_ms;
+    gw_upstream_set_deadline(px->srv->up, &px->x, gw_now_ms() + px->idle_ms);
     pthread_mutex_lock(&px->mu);
     px->decided = 1;
     wake(px);
@@ -522,6 +523,11 @@ static size_t on_up_data(char *p, size_t size, size_t nmemb, void *ud)
     if (px->mode != M_BUFFER && px->out.len >= px->srv->conf->max_stream_buffer) {
         px->paused = 1; /* the client is slow: hold the backend (TCP backpressure) */
         pthread_mutex_unlock(&px->mu);
+        if (!px->ever_paused) {
+            px->ever_paused = 1;
+            GW_LOG(GW_LOG_DEBUG, "slow client: pausing the backend transfer with %zu bytes "
+                   "buffered (model=%s)", px->out.len, px->model_name);
+        }
         return CURL_WRITEFUNC_PAUSE;
     }
     pthread_mutex_unlock(&px->mu);

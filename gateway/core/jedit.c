@@ -1,0 +1,120 @@
+/* jedit.c - splice lists over serialized JSON. */
+#include "core/jedit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+void gw_jedit_init(gw_jedit_t *e)
+{
+    memset(e, 0, sizeof(*e));
+}
+
+void gw_jedit_free(gw_jedit_t *e)
+{
+    size_t i;
+
+    for (i = 0; i < e->n; i++)
+        free(e->v[i].ins);
+    free(e->v);
+    memset(e, 0, sizeof(*e));
+}
+
+void gw_jedit_splice(gw_jedit_t *e, size_t off, size_t del, const char *ins, size_t ins_len)
+{
+    gw_jsplice_t *s;
+
+    if (e->n == e->cap) {
+        e->cap = e->cap ? e->cap * 2 : 8;
+        e->v = gw_xrealloc(e->v, e->cap * sizeof(*e->v));
+    }
+    s = &e->v[e->n++];
+    s->off = off;
+    s->del = del;
+    s->ins = ins_len ? gw_xstrndup(ins, ins_len) : NULL;
+    s->ins_len = ins_len;
+}
+
+static int is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+void gw_jedit_remove_member(gw_jedit_t *e, const char *src, size_t len, size_t obj_off,
+                            const gw_jspan_t *m)
+{
+    size_t start = m->mem_off, end = m->val_off + m->val_len, j;
+
+    /* prefer eating the following comma: `"a":1,` */
+    j = end;
+    while (j < len && is_ws(src[j]))
+        j++;
+    if (j < len && src[j] == ',') {
+        j++;
+        while (j < len && is_ws(src[j]))
+            j++;
+        gw_jedit_splice(e, start, j - start, NULL, 0);
+        return;
+    }
+    /* last member: eat the preceding comma: `,"a":1` */
+    j = start;
+    while (j > obj_off && is_ws(src[j - 1]))
+        j--;
+    if (j > obj_off && src[j - 1] == ',')
+        j--;
+    gw_jedit_splice(e, j, end - j, NULL, 0);
+}
+
+void gw_jedit_append_member(gw_jedit_t *e, const char *src, size_t obj_off, size_t obj_len,
+                            const char *key, const char *raw, size_t raw_len)
+{
+    size_t close = obj_off + obj_len - 1, j = close, klen = strlen(key);
+    int empty;
+    char *ins;
+    size_t n = 0;
+
+    while (j > obj_off + 1 && is_ws(src[j - 1]))
+        j--;
+    empty = src[j - 1] == '{';
+    ins = gw_xmalloc(klen + raw_len + 8);
+    if (!empty)
+        ins[n++] = ',';
+    ins[n++] = '"';
+    memcpy(ins + n, key, klen);
+    n += klen;
+    ins[n++] = '"';
+    ins[n++] = ':';
+    memcpy(ins + n, raw, raw_len);
+    n += raw_len;
+    gw_jedit_splice(e, close, 0, ins, n);
+    free(ins);
+}
+
+static int cmp_splice(const void *a, const void *b)
+{
+    const gw_jsplice_t *x = a, *y = b;
+
+    if (x->off != y->off)
+        return x->off < y->off ? -1 : 1;
+    /* at the same offset: pure insertions before deletions */
+    return (x->del > y->del) - (x->del < y->del);
+}
+
+int gw_jedit_apply(gw_jedit_t *e, const char *src, size_t len, gw_buf_t *out)
+{
+    size_t pos = 0, i;
+
+    qsort(e->v, e->n, sizeof(*e->v), cmp_splice);
+    for (i = 0; i < e->n; i++) {
+        gw_jsplice_t *s = &e->v[i];
+
+        if (s->off < pos || s->off + s->del > len)
+            return -1; /* overlapping edits: a caller bug */
+        if (gw_buf_add(out, src + pos, s->off - pos) != GW_OK ||
+            gw_buf_add(out, s->ins, s->ins_len) != GW_OK)
+            return -1;
+        pos = s->off + s->del;
+    }
+    return gw_buf_add(out, src + pos, len - pos) == GW_OK ? 0 : -1;
+}
