@@ -60,6 +60,7 @@ static struct {
     int n_predict;        /* default max_tokens */
     const char *api_key;
     int quiet;
+    int dump_vocab;
 } opt = {
     .host = "127.0.0.1",
     .model = "models/fake-llama.gguf",
@@ -2089,7 +2090,8 @@ static void usage(FILE *f)
             "usage: fake-llama [--host 127.0.0.1] [--port N] [--port-file PATH] [--alias NAME]\n"
             "                  [--model PATH] [--load-ms N] [--fail-load] [--crash-after-ms N]\n"
             "                  [--crash-on-request] [--build new|old] [--n-ctx N] [--parallel N]\n"
-            "                  [--token-ms N] [--n-predict N] [--api-key KEY] [--quiet]\n");
+            "                  [--token-ms N] [--n-predict N] [--api-key KEY] [--quiet]\n"
+            "       fake-llama --dump-vocab   (prints the vocabulary as JSON and exits)\n");
 }
 
 static int parse_int_arg(const char *s, int *out)
@@ -2131,6 +2133,10 @@ static int parse_args(int argc, char **argv)
         }
         if (strcmp(a, "--quiet") == 0) {
             opt.quiet = 1;
+            continue;
+        }
+        if (strcmp(a, "--dump-vocab") == 0) {
+            opt.dump_vocab = 1;
             continue;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -2220,6 +2226,38 @@ static int wait_signal(const sigset_t *set, int ms)
     }
 }
 
+/* --dump-vocab: [{"id":..,"piece":..(special=true; byte array if not UTF-8),"eog":..,
+ * "special":..}, ...] */
+static int dump_vocab(void)
+{
+    json_t *a = json_array();
+
+    fl_vocab_init();
+    for (int id = 0; id < fl_vocab_size(); id++) {
+        size_t l;
+        const char *p = fl_tok_piece(id, 1, &l);
+        json_t *o = json_object();
+        json_object_set_new(o, "id", json_integer(id));
+        if (fl_utf8_valid(p, l, 0)) {
+            json_object_set_new(o, "piece", json_stringn(p, l));
+        } else {
+            json_t *bytes = json_array();
+            for (size_t k = 0; k < l; k++)
+                json_array_append_new(bytes, json_integer((unsigned char)p[k]));
+            json_object_set_new(o, "piece", bytes);
+        }
+        json_object_set_new(o, "special", json_boolean(fl_tok_is_special(id)));
+        json_object_set_new(o, "eog", json_boolean(fl_tok_is_eog(id)));
+        json_array_append_new(a, o);
+    }
+    char *s = fl_json_dumps(a, NULL);
+    puts(s);
+    free(s);
+    json_decref(a);
+    fl_vocab_free();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     sigset_t set;
@@ -2232,6 +2270,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (opt.dump_vocab)
+        return dump_vocab();
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
