@@ -31,6 +31,7 @@
 
 #include "gen.h"
 #include "jsonw.h"
+#include "nlerr.h"
 #include "reqlog.h"
 #include "slots.h"
 #include "util.h"
@@ -305,24 +306,17 @@ static json_t *parse_body(fl_req_t *r, fl_err_t *e)
 {
     const char *p = r->body.p ? r->body.p : "";
     size_t n = r->body.n;
-    size_t i = 0;
     json_error_t je;
 
-    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
-        i++;
-    if (i == n) {
-        set_err(e, 500, "server_error",
-                "[json.exception.parse_error.101] parse error at line 1, column 1: attempting "
-                "to parse an empty input; check that your input string or stream contains "
-                "the expected JSON");
-        return NULL;
-    }
     json_t *v = json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (!v) {
-        set_err(e, 500, "server_error",
-                "[json.exception.parse_error.101] parse error at line %d, column %d: syntax "
-                "error while parsing value - %s",
-                je.line, je.column + 1, je.text);
+        if (!fl_nlohmann_error(p, n, e->msg, sizeof(e->msg)))
+            snprintf(e->msg, sizeof(e->msg),
+                     "[json.exception.parse_error.101] parse error at line %d, column %d: "
+                     "syntax error while parsing value - %s",
+                     je.line, je.column + 1, je.text);
+        e->status = 500;
+        e->type = "server_error";
         return NULL;
     }
     if (!json_is_object(v)) {
