@@ -35,6 +35,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -405,12 +406,20 @@ static struct {
 
 static char g_rbuf[LG_READ_SIZE];
 
+/* Prints the first few errors to stderr. When `what` names a socket call, errno says why. */
 static void note_error(const lconn_t *c, const char *what)
 {
+    static const char *const syscalls[] = {"socket", "connect", "send", "recv", NULL};
+    const char *reason = "";
+    int e = errno, i;
+
+    for (i = 0; syscalls[i]; i++)
+        if (strcmp(what, syscalls[i]) == 0)
+            reason = e ? strerror(e) : "";
     if (G.err_printed < 5) {
         G.err_printed++;
-        fprintf(stderr, "loadgen[%s]: conn %ld: %s (status %d, events %ld, errno %s)\n",
-                G.label, (long)(c - G.c), what, c->rp.status, c->events, strerror(errno));
+        fprintf(stderr, "loadgen[%s]: conn %ld: %s%s%s (HTTP status %d, %ld events)\n", G.label,
+                (long)(c - G.c), what, *reason ? ": " : "", reason, c->rp.status, c->events);
     }
 }
 
@@ -817,6 +826,15 @@ static void build_request(void)
     G.req_len = (size_t)hl + (size_t)bl;
 }
 
+/* CPU seconds (user + system) this process has used. */
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static void print_json(int64_t t0, int64_t t1)
 {
     qsort(G.lat.v, G.lat.len, sizeof(*G.lat.v), cmp_u32);
@@ -826,11 +844,11 @@ static void print_json(int64_t t0, int64_t t1)
         printf("{\"mode\":\"rps\",\"label\":\"%s\",\"conns\":%ld,\"duration_s\":%.3f,"
                "\"count\":%llu,\"errors\":%llu,\"reconnects\":%llu,\"rps\":%.1f,"
                "\"p50_us\":%u,\"p90_us\":%u,\"p99_us\":%u,\"max_us\":%u,\"mean_us\":%.1f,"
-               "\"reply_bytes\":%llu}\n",
+               "\"reply_bytes\":%llu,\"client_cpu_s\":%.3f}\n",
                G.label, G.conns, secs, G.count, G.errors, G.reconnects,
                secs > 0 ? (double)G.count / secs : 0.0, pct(&G.lat, 0.50), pct(&G.lat, 0.90),
                pct(&G.lat, 0.99), pct(&G.lat, 1.0), mean(&G.lat),
-               G.resp_bytes);
+               G.resp_bytes, self_cpu_s());
     } else {
         printf("{\"mode\":\"sse\",\"label\":\"%s\",\"streams\":%ld,\"events_per_stream\":%ld,"
                "\"interval_ms\":%ld,\"silent_ms\":%ld,\"ok\":%llu,\"errors\":%llu,"
@@ -839,13 +857,13 @@ static void print_json(int64_t t0, int64_t t1)
                "\"err_timeout\":%llu,\"events\":%llu,\"events_expected\":%lld,"
                "\"events_without_t\":%llu,\"p50_us\":%u,\"p90_us\":%u,\"p99_us\":%u,"
                "\"max_us\":%u,\"mean_us\":%.1f,\"ttfb_p50_us\":%u,\"ttfb_max_us\":%u,"
-               "\"elapsed_ms\":%.1f}\n",
+               "\"elapsed_ms\":%.1f,\"client_cpu_s\":%.3f}\n",
                G.label, G.streams, G.evps, G.interval_ms, G.silent_ms, G.ok, G.errors,
                G.err_connect, G.err_status, G.err_early_close, G.err_events, G.err_no_done,
                G.err_protocol, G.err_timeout, G.events, (long long)G.streams * G.evps,
                G.events_no_t, pct(&G.lat, 0.50), pct(&G.lat, 0.90), pct(&G.lat, 0.99),
                pct(&G.lat, 1.0), mean(&G.lat), pct(&G.ttfb, 0.50), pct(&G.ttfb, 1.0),
-               (double)(t1 - t0) / 1e3);
+               (double)(t1 - t0) / 1e3, self_cpu_s());
     }
     fflush(stdout);
 }

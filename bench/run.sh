@@ -138,6 +138,11 @@ def r3: if . == null then null else (. * 1000 | round) / 1000 end;
                  backend_new_conns: ($g | map(.backend_new_conns) | median),
                  ok: ($g | map(.ok) | add), streams: ($g | map(.streams) | add)},
        added_p50_us: $dp50,
+       # CPU% (of one CPU) used on the machine by anything but client, backend and gateway
+       other_load_pct: ($rs | map(select(.other_cpu_s != null and .wall_s > 0)
+                              | .other_cpu_s / .wall_s * 100) | median | r1),
+       client_cpu_pct: ($rs | map(select(.client_cpu_s != null and .wall_s > 0)
+                              | .client_cpu_s / .wall_s * 100) | median | r1),
        rps_ratio: (if $rs[0].mode == "rps" and ($d | length) > 0 and ($g | length) > 0
                    then (($g | map(.rps) | median) / ($d | map(.rps) | median)) | r3 else null end)}
   ] as $summary
@@ -164,7 +169,8 @@ def r3: if . == null then null else (. * 1000 | round) / 1000 end;
           $idle.silent_after_headers.cpu_pct; "%"; $idle.silent_after_headers.cpu_pct == 0),
     check("errors in all other gateway phases"; "0";
           ([$runs[] | select(.target == "gateway" and .phase != "sse_s1000") | .errors] | add); "";
-          ([$runs[] | select(.target == "gateway" and .phase != "sse_s1000") | .errors] | add) == 0)
+          ([$runs[] | select(.target == "gateway" and .phase != "sse_s1000") | .errors] | add) == 0
+          and ([$runs[] | select(.target == "gateway")] | length) > 0)
   ] as $checks
 | {meta: $meta, checks: $checks, summary: $summary, idle: $idle, runs: $runs}
 JQ
@@ -184,21 +190,22 @@ def f2: (. * 100 | round) as $x | "\($x / 100 | floor).\($x % 100 | if . < 10 th
 | "llama-gateway bench  \($m.date)  rev \($m.git_rev)\(if $m.gateway_files_modified > 0 then " (+\($m.gateway_files_modified) uncommitted gateway files)" else "" end)",
   "machine: \($m.cpus) CPUs (\($m.cpu)), kernel \($m.kernel); client, backend and gateway share them",
   "method: same run, same backend and client; ABBA-interleaved, medians of \($m.repeats) repeats; added = median of paired (gateway - direct)",
-  (if $m.gateway_ran then "gateway: ran (log level \($m.gateway_log_level), \($m.gw_threads // "?") threads at the end)"
+  (if $m.gateway_ran then "gateway: ran (log level \($m.gateway_log_level), \($m.gw_threads // "?") threads at the end)\(if $m.gateway_skip_reason != "" then "; PROBLEM: " + $m.gateway_skip_reason else "" end)"
    else "gateway: NOT RUN - \($m.gateway_skip_reason)" end),
   "",
   "requests/s, closed loop, keep-alive (POST /v1/chat/completions, ~220 B body, ~660 B reply)",
-  "  conns | direct rps   p50us  p99us | gateway rps   p50us  p99us | ratio | added p50us | gw CPU us/req | new upstream conns | errors d/g",
+  "  conns | direct rps   p50us  p99us | gateway rps   p50us  p99us | ratio | added p50us | gw CPU us/req | errors d/g | other load %",
   (.summary | map(select(.mode == "rps")) | sort_by(.conc)[] |
-   "  \(.conc | pad(5)) | \(.direct.rps | v | pad(10)) \(.direct.p50_us | v | pad(7)) \(.direct.p99_us | v | pad(6)) | \(.gateway.rps | v | pad(11)) \(.gateway.p50_us | v | pad(7)) \(.gateway.p99_us | v | pad(6)) | \(.rps_ratio | v | pad(5)) | \(.added_p50_us | v | pad(11)) | \(.gateway.cpu_us_per_item | v | pad(13)) | \(.gateway.backend_new_conns | v | pad(18)) | \(.direct.errors | v)/\(.gateway.errors | v)"),
+   "  \(.conc | pad(5)) | \(.direct.rps | v | pad(10)) \(.direct.p50_us | v | pad(7)) \(.direct.p99_us | v | pad(6)) | \(.gateway.rps | v | pad(11)) \(.gateway.p50_us | v | pad(7)) \(.gateway.p99_us | v | pad(6)) | \(.rps_ratio | v | pad(5)) | \(.added_p50_us | v | pad(11)) | \(.gateway.cpu_us_per_item | v | pad(13)) | \("\(.direct.errors | v)/\(.gateway.errors | v)" | pad(10)) | \(.other_load_pct | v | pad(12))"),
   "",
   "SSE per-event delay (backend write -> client read), \($m.shape.sse_events) events \($m.shape.sse_interval_ms) ms apart per stream",
-  "  streams | direct p50us  p99us | gateway p50us  p99us | added p50us | gw CPU us/event | gw CPU s | errors d/g",
+  "  streams | direct p50us  p99us | gateway p50us  p99us | added p50us | gw CPU us/event | gw CPU s | errors d/g | other load %",
   (.summary | map(select(.mode == "sse" and (.phase | test("^sse_s[0-9]+$")))) | sort_by(.conc)[] |
-   "  \(.conc | pad(7)) | \(.direct.p50_us | v | pad(12)) \(.direct.p99_us | v | pad(6)) | \(.gateway.p50_us | v | pad(13)) \(.gateway.p99_us | v | pad(6)) | \(.added_p50_us | v | pad(11)) | \(.gateway.cpu_us_per_item | v | pad(15)) | \(.gateway.cpu_s | v | pad(8)) | \(.direct.errors | v)/\(.gateway.errors | v)"),
+   "  \(.conc | pad(7)) | \(.direct.p50_us | v | pad(12)) \(.direct.p99_us | v | pad(6)) | \(.gateway.p50_us | v | pad(13)) \(.gateway.p99_us | v | pad(6)) | \(.added_p50_us | v | pad(11)) | \(.gateway.cpu_us_per_item | v | pad(15)) | \(.gateway.cpu_s | v | pad(8)) | \("\(.direct.errors | v)/\(.gateway.errors | v)" | pad(10)) | \(.other_load_pct | v | pad(12))"),
   "  (the \($m.shape.big_streams)-stream row uses \($m.shape.big_events) events \($m.shape.big_interval_ms) ms apart)",
   "",
-  "gateway memory: VmHWM during 512 streams \(if $m.gw_vmhwm_512_kb then "\($m.gw_vmhwm_512_kb / 1024 * 10 | round / 10) MiB" else "-" end), after 1000 streams \(if $m.gw_vmhwm_after_1000_kb then "\($m.gw_vmhwm_after_1000_kb / 1024 * 10 | round / 10) MiB" else "-" end), at the end \(if $m.gw_vmhwm_final_kb then "\($m.gw_vmhwm_final_kb / 1024 * 10 | round / 10) MiB" else "-" end)",
+  "gateway memory: VmRSS at start \(if $m.gw_rss_start_kb then "\($m.gw_rss_start_kb / 1024 * 10 | round / 10) MiB" else "-" end), VmHWM before the 512-stream phase \(if $m.gw_vmhwm_before_512_kb then "\($m.gw_vmhwm_before_512_kb / 1024 * 10 | round / 10) MiB" else "-" end),",
+  "                VmHWM during 512 streams \(if $m.gw_vmhwm_512_kb then "\($m.gw_vmhwm_512_kb / 1024 * 10 | round / 10) MiB" else "-" end), after 1000 streams \(if $m.gw_vmhwm_after_1000_kb then "\($m.gw_vmhwm_after_1000_kb / 1024 * 10 | round / 10) MiB" else "-" end), at the end \(if $m.gw_vmhwm_final_kb then "\($m.gw_vmhwm_final_kb / 1024 * 10 | round / 10) MiB" else "-" end)",
   (.idle | to_entries[] | "gateway CPU \(.key): \(.value.cpu_pct | f2) % over \(.value.window_s * 100 | round / 100) s, \(.value.wakeups_per_s) context switches/s, \(.value.threads) threads"),
   ([.runs[] | select(.phase | startswith("silent"))] | map("  \(.phase): \(.ok // 0)/\(.streams // "?") streams ok, ttfb p50 \(.ttfb_p50_us // "-") us")[]),
   "",
@@ -282,8 +289,11 @@ BE_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/backend.o
 [[ -n $BE_PORT ]] && wait_health "$BE_PORT" 5 || { echo "run.sh: sse_backend did not start" >&2; cat "$TMP/backend.err" >&2; exit 1; }
 log "sse_backend pid $BE_PID on 127.0.0.1:$BE_PORT"
 
-HAVE_GW=0
+HAVE_GW=0    # the gateway is up: run its phases
+GW_STARTED=0 # it came up at all (a crash later makes the verdicts FAIL, not SKIP)
 GW_PORT=""
+GW_RSS_START_KB=""
+HWM_BEFORE_512_KB=""
 if [[ -z $GW_REASON ]]; then
     for attempt in 1 2 3; do
         GW_PORT=$("$LOADGEN" port)
@@ -297,13 +307,16 @@ if [[ -z $GW_REASON ]]; then
         GW_PID=$!
         if wait_health "$GW_PORT" 10; then
             HAVE_GW=1
+            GW_STARTED=1
             break
         fi
         stop_pid "$GW_PID"
         GW_PID=""
     done
     if [[ $HAVE_GW == 1 ]]; then
-        log "llama-gateway pid $GW_PID on 127.0.0.1:$GW_PORT"
+        sleep 0.2
+        GW_RSS_START_KB=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$GW_PID/status")
+        log "llama-gateway pid $GW_PID on 127.0.0.1:$GW_PORT, VmRSS ${GW_RSS_START_KB} kB"
     else
         GW_REASON="llama-gateway did not answer /health (log: $(tail -3 "$TMP/gateway.log" | tr '\n' ' '))"
     fi
@@ -330,6 +343,14 @@ gw_ctxsw() {
 gw_status_kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$GW_PID/status" 2>/dev/null || echo 0; }
 gw_threads() { ls /proc/$GW_PID/task 2>/dev/null | wc -l; }
 gw_alive() { [[ -n $GW_PID ]] && kill -0 "$GW_PID" 2>/dev/null; }
+be_cpu_ns() { read -r v _ <"/proc/$BE_PID/schedstat" 2>/dev/null && echo "$v" || echo 0; }
+# Idle + iowait time of the whole machine (all CPUs) in ns, from /proc/stat. With NO_HZ the
+# kernel derives idle from exact idle-entry/exit times (busy ticks are only sampled), so busy
+# time is computed as CPUs x wall - idle.
+host_idle_ns() {
+    awk -v hz="$CLK_TCK" '$1 == "cpu" {printf "%.0f\n", ($5 + $6) * 1e9 / hz; exit}' /proc/stat
+}
+NCPU=$(nproc)
 be_accepted() { curl -sf -m 2 "http://127.0.0.1:$BE_PORT/bench/stats" | jq -r .accepted 2>/dev/null || echo 0; }
 CLK_TCK=$(getconf CLK_TCK)
 NOW_NS() { date +%s%N; }
@@ -339,6 +360,7 @@ NOW_NS() { date +%s%N; }
 # ------------------------------------------------------------------------------------------
 run_lg() { # phase target rep loadgen-args...
     local phase=$1 target=$2 rep=$3 port out rc=0 c0=0 c1=0 k0=0 k1=0 a0=0 a1=0 t0 t1 limit
+    local b0 b1 h0 h1
     shift 3
     port=$BE_PORT
     [[ $target == gateway ]] && port=$GW_PORT
@@ -346,10 +368,12 @@ run_lg() { # phase target rep loadgen-args...
     if [[ $target == gateway ]]; then
         c0=$(gw_cpu_ns); k0=$(gw_ticks); a0=$(be_accepted)
     fi
+    b0=$(be_cpu_ns); h0=$(host_idle_ns)
     t0=$(NOW_NS)
     out=$(timeout -k 2 $limit "$LOADGEN" "$@" --port "$port" --label "$phase/$target" \
         2>>"$TMP/loadgen.err") || rc=$?
     t1=$(NOW_NS)
+    b1=$(be_cpu_ns); h1=$(host_idle_ns)
     if [[ $target == gateway ]]; then
         c1=$(gw_cpu_ns); k1=$(gw_ticks); a1=$(be_accepted)
     fi
@@ -360,7 +384,12 @@ run_lg() { # phase target rep loadgen-args...
         --argjson cpu_ns $((c1 - c0)) --argjson ticks $((k1 - k0)) \
         --argjson wall_ns $((t1 - t0)) --argjson be_conns $((a1 - a0)) --argjson rc "$rc" \
         --argjson alive "$(gw_alive && echo true || echo false)" --argjson tck "$CLK_TCK" \
-        '. + {phase: $phase, target: $target, rep: $rep, loadgen_rc: $rc, wall_s: ($wall_ns / 1e9)}
+        --argjson be_ns $((b1 - b0)) --argjson host_ns $((NCPU * (t1 - t0) - (h1 - h0))) \
+        '. + {phase: $phase, target: $target, rep: $rep, loadgen_rc: $rc, wall_s: ($wall_ns / 1e9),
+              backend_cpu_s: ($be_ns / 1e9), host_busy_cpu_s: ($host_ns / 1e9),
+              # what neither the client, the backend nor the gateway used: other load on the box
+              other_cpu_s: ((($host_ns - $be_ns - $cpu_ns) / 1e9 - (.client_cpu_s // 0))
+                            * 1000 | round / 1000)}
            + (if $target == "gateway" then {gw_cpu_s: ($cpu_ns / 1e9), gw_cpu_stat_s: ($ticks / $tck),
                  gw_alive: $alive, backend_new_conns: $be_conns} else {} end)' \
         <<<"$out" >>"$RAW"
@@ -403,6 +432,7 @@ HWM_512_KB=""
 for s in "${SSE_STREAMS[@]}"; do
     if [[ $s == 512 && $HAVE_GW == 1 ]]; then
         # Peak RSS of this phase only: writing 5 to clear_refs resets VmHWM to the current RSS.
+        HWM_BEFORE_512_KB=$(gw_status_kb VmHWM)
         echo 5 >"/proc/$GW_PID/clear_refs" 2>/dev/null || log "could not reset VmHWM"
     fi
     both "sse_s$s" sse --streams "$s" --events "$SSE_EVENTS" --interval-ms "$SSE_INTERVAL_MS"
@@ -473,13 +503,15 @@ jq -n -c --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --arg dirty "$(git -C "$ROOT" status --porcelain -- gateway 2>/dev/null | wc -l)" \
     --arg kernel "$(uname -r)" --argjson ncpu "$(nproc)" --argjson repeats "$REPEATS" \
     --arg cpu "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" \
-    --arg gw_reason "$GW_REASON" --argjson have_gw "$HAVE_GW" --arg log_level "${LOG_LEVEL:-default}" \
+    --arg gw_reason "$GW_REASON" --argjson have_gw "$GW_STARTED" --arg log_level "${LOG_LEVEL:-default}" \
     --arg hwm512 "${HWM_512_KB:-}" --arg hwm1000 "${HWM_1000_KB:-}" --arg hwmfinal "$GW_FINAL_HWM_KB" \
     --arg threads "$GW_THREADS" --argjson quick "$QUICK" \
+    --arg rss0 "$GW_RSS_START_KB" --arg hwm_pre512 "$HWM_BEFORE_512_KB" \
     --argjson shape "{\"rps_ms\":$RPS_MS,\"rps_warmup_ms\":$RPS_WARMUP_MS,\"sse_events\":$SSE_EVENTS,\"sse_interval_ms\":$SSE_INTERVAL_MS,\"big_streams\":$BIG_STREAMS,\"big_events\":$BIG_EVENTS,\"big_interval_ms\":$BIG_INTERVAL_MS,\"idle_s\":$IDLE_S,\"silent_streams\":$SILENT_STREAMS}" \
     '{date: $date, git_rev: $rev, gateway_files_modified: ($dirty | tonumber), kernel: $kernel,
       cpus: $ncpu, cpu: $cpu, repeats: $repeats, quick: ($quick == 1), shape: $shape,
       gateway_ran: ($have_gw == 1), gateway_skip_reason: $gw_reason, gateway_log_level: $log_level,
+      gw_rss_start_kb: ($rss0 | tonumber? // null), gw_vmhwm_before_512_kb: ($hwm_pre512 | tonumber? // null),
       gw_vmhwm_512_kb: ($hwm512 | tonumber? // null), gw_vmhwm_after_1000_kb: ($hwm1000 | tonumber? // null),
       gw_vmhwm_final_kb: ($hwmfinal | tonumber? // null), gw_threads: ($threads | tonumber? // null)}' \
     >"$TMP/meta.json"
