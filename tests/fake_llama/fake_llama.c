@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2271,6 +2272,14 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    {
+        /* load tests open many connections: use the whole hard limit */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
 
     memset(&addr, 0, sizeof(addr));
     addr.sin_family = AF_INET;
@@ -2294,12 +2303,18 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* One thread per connection so handlers and readers may block; poll() rather than
+     * select() so that fds above FD_SETSIZE work under load; small stacks so that a few
+     * thousand concurrent streams fit. */
     d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                             MHD_USE_SUPPRESS_DATE_NO_CLOCK,
+                             MHD_USE_POLL | MHD_USE_SUPPRESS_DATE_NO_CLOCK,
                          0, NULL, NULL, on_request, NULL,
                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)0,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)8192,
+                         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
+                         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
                          MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
                          MHD_OPTION_END);
     if (!d) {
