@@ -485,8 +485,9 @@ typedef struct fl_job {
     size_t n_stops;
     fl_toks_t script;
     int scripted;
-    int slot_ids[FL_MAX_CHOICES];
-    int n_slots;
+    int slot_ids[FL_MAX_CHOICES]; /* valid once acquired, also after release */
+    int n_slots;                   /* slots still held */
+    int acquired;
     fl_rec_t *rec;
     int fd;
     char *origin;
@@ -633,7 +634,7 @@ static json_t *native_final(const fl_job_t *j, int ci, int stream_final)
                         stream_final ? json_string("") : fl_json_bytes(g->text.p ? g->text.p : "",
                                                                          g->text.n));
     json_object_set_new(o, "tokens", toks);
-    json_object_set_new(o, "id_slot", json_integer(j->n_slots > ci ? j->slot_ids[ci] : 0));
+    json_object_set_new(o, "id_slot", json_integer(j->acquired ? j->slot_ids[ci] : 0));
     json_object_set_new(o, "stop", json_true());
     json_object_set_new(o, "model", json_string(server_model()));
     json_object_set_new(o, "tokens_predicted", json_integer(g->n_decoded));
@@ -1434,6 +1435,7 @@ static enum MHD_Result handle_generation(fl_req_t *r, fl_ep_t ep)
         return MHD_NO;
     }
     j->n_slots = j->n_choices;
+    j->acquired = 1;
     j->t_gen_start_us = fl_now_us();
 
     if (j->stream) {
