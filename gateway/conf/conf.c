@@ -74,6 +74,7 @@ static const conf_key_t conf_keys[] = {
     NUM("limits", "max_stream_buffer_bytes", KEY_SIZE, max_stream_buffer, 1, GIB, 1024 * 1024),
     NUM("limits", "max_response_bytes", KEY_SIZE, max_response_bytes, 1, GIB,
         64 * 1024 * 1024),
+    NUM("limits", "max_stop_token_ids", KEY_UINT, max_stop_token_ids, 1, 4096, 64),
     NUM("timeouts", "connect_ms", KEY_UINT, connect_timeout_ms, 1, DAY_MS, 3000),
     NUM("timeouts", "first_byte_ms", KEY_UINT, first_byte_timeout_ms, 1, DAY_MS, 600000),
     NUM("timeouts", "idle_stream_ms", KEY_UINT, idle_stream_timeout_ms, 1, DAY_MS, 300000),

@@ -7,7 +7,8 @@
  *   {
  *     "listen":   {"host": "127.0.0.1", "port": 8000, "threads": 2},
  *     "limits":   {"max_body_bytes": 16777216, "max_connections": 4096,
- *                  "max_stream_buffer_bytes": 1048576, "max_response_bytes": 67108864},
+ *                  "max_stream_buffer_bytes": 1048576, "max_response_bytes": 67108864,
+ *                  "max_stop_token_ids": 64},
  *     "timeouts": {"connect_ms": 3000, "first_byte_ms": 600000, "idle_stream_ms": 300000,
  *                  "request_ms": 60000},
  *     "log":      {"level": "info"},
@@ -45,6 +46,7 @@ typedef struct gw_conf {
     unsigned max_connections;     /* default 4096 */
     size_t max_stream_buffer;     /* per-stream relay buffer high-water mark, default 1 MiB */
     size_t max_response_bytes;    /* buffered (non-stream) backend body cap, default 64 MiB */
+    unsigned max_stop_token_ids;  /* entries allowed in a request's stop_token_ids, default 64 */
 
     unsigned connect_timeout_ms;  /* default 3000 */
     unsigned first_byte_timeout_ms; /* backend response headers, default 600000 */

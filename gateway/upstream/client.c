@@ -22,7 +22,7 @@
 
 #include "core/alloc.h"
 
-enum { CMD_START = 1, CMD_CANCEL, CMD_UNPAUSE, CMD_QUIT };
+enum { CMD_START = 1, CMD_CANCEL, CMD_UNPAUSE, CMD_QUIT, CMD_CALL };
 enum { TAG_EVENT = 1, TAG_CURL_TIMER = 2, TAG_DEADLINE = 3, TAG_CURL_SOCK = 4 };
 
 #define TAG(fd, kind) (((uint64_t)(unsigned)(fd) << 3) | (kind))
@@ -99,6 +99,15 @@ void gw_upstream_unpause(gw_upstream_t *u, gw_xfer_t *x)
     x->cmd_unpause.op = CMD_UNPAUSE;
     x->cmd_unpause.x = x;
     post(u, &x->cmd_unpause);
+}
+
+void gw_upstream_call(gw_upstream_t *u, gw_upstream_cmd_t *c, gw_upstream_fn fn, void *arg)
+{
+    c->op = CMD_CALL;
+    c->x = NULL;
+    c->fn = fn;
+    c->arg = arg;
+    post(u, c);
 }
 
 int gw_upstream_watch(gw_upstream_t *u, gw_xfer_t *x, int fd)
@@ -196,6 +205,22 @@ void gw_upstream_abort(gw_upstream_t *u, gw_xfer_t *x, CURLcode rc)
     x->ops->on_done(x, rc);
 }
 
+void gw_upstream_add(gw_upstream_t *u, gw_xfer_t *x)
+{
+    x->started = 1;
+    if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
+        x->ops->on_done(x, CURLE_FAILED_INIT);
+        return;
+    }
+    x->in_multi = 1;
+    x->next = u->active.next;
+    x->prev = &u->active;
+    u->active.next->prev = x;
+    u->active.next = x;
+    if (x->deadline_ms)
+        gw_upstream_set_deadline(u, x, x->deadline_ms);
+}
+
 static void drain_info(gw_upstream_t *u)
 {
     CURLMsg *m;
@@ -270,17 +295,10 @@ static void run_commands(gw_upstream_t *u)
         next = c->next; /* c lives inside x, which CMD_CANCEL may free */
         switch (c->op) {
         case CMD_START:
-            if (curl_multi_add_handle(u->multi, x->easy) == CURLM_OK) {
-                x->in_multi = 1;
-                x->next = u->active.next;
-                x->prev = &u->active;
-                u->active.next->prev = x;
-                u->active.next = x;
-                if (x->deadline_ms)
-                    gw_upstream_set_deadline(u, x, x->deadline_ms);
-            } else {
-                x->ops->on_done(x, CURLE_FAILED_INIT);
-            }
+            gw_upstream_add(u, x);
+            break;
+        case CMD_CALL:
+            c->fn(c->arg); /* may free the node: next was read above */
             break;
         case CMD_UNPAUSE:
             if (x->in_multi)

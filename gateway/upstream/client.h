@@ -33,9 +33,13 @@ typedef struct gw_xfer_ops {
     void (*on_release)(gw_xfer_t *x);
 } gw_xfer_ops_t;
 
+typedef void (*gw_upstream_fn)(void *arg);
+
 typedef struct gw_upstream_cmd {
     int op;
     gw_xfer_t *x;
+    gw_upstream_fn fn;          /* for calls */
+    void *arg;
     struct gw_upstream_cmd *next;
 } gw_upstream_cmd_t;
 
@@ -74,7 +78,13 @@ void gw_upstream_unpause(gw_upstream_t *u, gw_xfer_t *x);
 int gw_upstream_watch(gw_upstream_t *u, gw_xfer_t *x, int fd);
 void gw_upstream_unwatch(gw_upstream_t *u, gw_xfer_t *x);
 
+/* Runs fn(arg) on the upstream thread, in FIFO order with the other commands. The
+ * command node c is the caller's storage and must stay valid until fn has run. */
+void gw_upstream_call(gw_upstream_t *u, gw_upstream_cmd_t *c, gw_upstream_fn fn, void *arg);
+
 /* Upstream thread only. */
+/* Adds x to the multi now (what a posted start does); on failure on_done follows. */
+void gw_upstream_add(gw_upstream_t *u, gw_xfer_t *x);
 void gw_upstream_abort(gw_upstream_t *u, gw_xfer_t *x, CURLcode rc);
 void gw_upstream_set_deadline(gw_upstream_t *u, gw_xfer_t *x, uint64_t deadline_ms);
 
