@@ -34,6 +34,7 @@ void gw_jedit_splice(gw_jedit_t *e, size_t off, size_t del, const char *ins, siz
     s->del = del;
     s->ins = ins_len ? gw_xstrndup(ins, ins_len) : NULL;
     s->ins_len = ins_len;
+    s->seq = e->n - 1;
 }
 
 static int is_ws(char c)
@@ -97,8 +98,10 @@ static int cmp_splice(const void *a, const void *b)
 
     if (x->off != y->off)
         return x->off < y->off ? -1 : 1;
-    /* at the same offset: pure insertions before deletions */
-    return (x->del > y->del) - (x->del < y->del);
+    /* at the same offset: pure insertions before deletions, then in the order added */
+    if ((x->del > 0) != (y->del > 0))
+        return x->del > 0 ? 1 : -1;
+    return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
 int gw_jedit_apply(gw_jedit_t *e, const char *src, size_t len, gw_buf_t *out)

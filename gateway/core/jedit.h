@@ -19,6 +19,7 @@ typedef struct gw_jsplice {
     size_t del;   /* bytes of the source removed at off */
     char *ins;    /* owned bytes inserted at off (may be NULL) */
     size_t ins_len;
+    size_t seq;   /* insertion order: splices at one offset apply in the order added */
 } gw_jsplice_t;
 
 typedef struct gw_jedit {

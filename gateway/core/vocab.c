@@ -80,7 +80,7 @@ gw_vocab_t *gw_vocab_from_pieces(const char *const *pieces, const size_t *lens, 
 gw_vocab_t *gw_vocab_from_json(const char *json, size_t len, size_t n, gw_errbuf_t *err)
 {
     json_error_t je;
-    json_t *root = json_loadb(json, len, 0, &je), *toks, *t;
+    json_t *root = json_loadb(json, len, JSON_ALLOW_NUL, &je), *toks, *t;
     char **pieces = NULL;
     size_t *lens = NULL, i, k;
     gw_vocab_t *v = NULL;

@@ -46,7 +46,10 @@
 #include "core/sse.h"
 #include "openai/request.h"
 #include "openai/rewrite.h"
+#include "openai/tokids.h"
 #include "upstream/client.h"
+#include "upstream/fetch.h"
+#include "upstream/tokcache.h"
 
 #define GW_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
@@ -59,6 +62,8 @@ struct gw_server {
     gw_registry_t *reg;
     struct MHD_Daemon *mhd;
     gw_upstream_t *up;
+    gw_tokcache_t *tokcache;       /* upstream thread only */
+    gw_upstream_cmd_t free_cmd;
     uint16_t port;
     time_t started;
     atomic_int stopping;
@@ -167,6 +172,7 @@ typedef struct gw_proxy {
     int hdr_is_sse;
     gw_err_t fail;               /* gateway-made error instead of a backend answer */
     char fail_msg[320];
+    char fail_param[64];
 
     /* upstream thread only */
     CURLcode up_rc;
@@ -175,6 +181,22 @@ typedef struct gw_proxy {
     gw_buf_t stage;
     int saw_done, saw_error_event;
     int ever_paused;
+
+    /* token-ID path (upstream thread only, after creation) */
+    json_t *tok_root;            /* the client's parsed body */
+    gw_tok_req_t tok_req;
+    int tok_mode;
+    gw_tok_resp_t *tok;          /* response processor, once the prelude is done */
+    gw_vocab_t *tok_vocab;
+    gw_fetch_t *tok_fetch;       /* prelude request in flight */
+    gw_tokcache_waiter_t tok_waiter;
+    gw_upstream_cmd_t tok_cmd;
+    int64_t *tok_prompt;
+    size_t tok_n_prompt;
+    int tok_have_prompt;
+    int tok_stopped;             /* the processor ended the stream at a stop token */
+    size_t tok_cls_i;            /* next stop ID to classify */
+    char *tok_body;              /* the rewritten upstream body */
     uint64_t idle_ms;
 
     /* immutable after creation */
@@ -377,6 +399,12 @@ static void proxy_unref(gw_proxy_t *px)
     gw_sse_free(&px->sse);
     free(px->model_name);
     free(px->body);
+    free(px->tok_body);
+    free(px->tok_prompt);
+    json_decref(px->tok_root);
+    gw_tok_req_free(&px->tok_req);
+    gw_tok_resp_free(px->tok);
+    gw_vocab_unref(px->tok_vocab);
     pthread_mutex_destroy(&px->mu);
     free(px);
 }
@@ -407,12 +435,26 @@ static void set_fail(gw_proxy_t *px, gw_err_t e, const char *fmt, ...)
 
 /* --- upstream thread ------------------------------------------------------- */
 
+/* Ends a request that never reached the backend with a gateway error. */
+static void fail_early(gw_proxy_t *px, gw_err_t e, const char *param, const char *msg)
+{
+    set_fail(px, e, "%s", msg);
+    snprintf(px->fail_param, sizeof(px->fail_param), "%s", param ? param : "");
+    pthread_mutex_lock(&px->mu);
+    px->up_done = 1;
+    px->decided = 1;
+    wake(px);
+    pthread_mutex_unlock(&px->mu);
+}
+
 static void decide(gw_proxy_t *px)
 {
     int ok = px->status >= 200 && px->status < 300;
     gw_model_state_t st = px->status == 503 ? GW_MODEL_LOADING : GW_MODEL_READY;
 
     atomic_store(&px->model->state, st);
+    if (st == GW_MODEL_LOADING)
+        gw_tokcache_invalidate(px->srv->tokcache, px->model); /* (re)starting backend */
     if (px->route == R_UPSTREAM)
         px->mode = M_RAW;
     else if (ok && px->hdr_is_sse)
@@ -488,6 +530,13 @@ static int on_sse_event(void *ud, const gw_sse_event_t *ev)
         return gw_sse_encode_comment(st, ev->data, ev->data_len) != GW_OK;
     if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0)
         px->saw_done = 1;
+    if (px->tok && ev->event_len == 0) {
+        if (gw_tok_resp_event(px->tok, ev->data, ev->data_len, st) == GW_TOK_STOP) {
+            px->tok_stopped = 1;
+            return 2; /* stop feeding: the stream is complete */
+        }
+        return 0;
+    }
     if (ev->data_len > 0 && ev->data[0] == '{' && ev->event_len == 0 &&
         memchr(ev->data, '\n', ev->data_len) == NULL) {
         gw_jspan_t sp;
@@ -551,9 +600,19 @@ static size_t on_up_data(char *p, size_t size, size_t nmemb, void *ud)
         pthread_mutex_unlock(&px->mu);
         return n;
     case M_SSE:
-        if (gw_sse_feed(&px->sse, p, n, on_sse_event, px, &stopped) != GW_OK || stopped) {
+        if (gw_sse_feed(&px->sse, p, n, on_sse_event, px, &stopped) != GW_OK ||
+            (stopped && !px->tok_stopped)) {
             set_fail(px, GW_EUPSTREAM, "backend sent an SSE event larger than %u bytes",
                      GW_MAX_SSE_EVENT);
+            return 0;
+        }
+        if (px->tok_stopped) {
+            /* the gateway ended the stream at a stop token: flush, then cancel the backend */
+            pthread_mutex_lock(&px->mu);
+            gw_buf_add(&px->out, px->stage.ptr, px->stage.len);
+            wake(px);
+            pthread_mutex_unlock(&px->mu);
+            gw_buf_reset(&px->stage);
             return 0;
         }
         if (px->stage.len == 0)
@@ -584,7 +643,14 @@ static void finish_buffered(gw_proxy_t *px)
 {
     int ok = px->status >= 200 && px->status < 300;
 
-    if (ok && px->rewrite_model && px->out.len > 0 && px->out.ptr[0] == '{') {
+    if (ok && px->tok && px->out.len > 0) {
+        gw_buf_t nb;
+
+        gw_buf_init(&nb, px->out.max * 2);
+        gw_tok_resp_body(px->tok, px->out.ptr, px->out.len, &nb);
+        gw_buf_free(&px->out);
+        px->out = nb;
+    } else if (ok && px->rewrite_model && px->out.len > 0 && px->out.ptr[0] == '{') {
         gw_buf_t nb;
 
         gw_buf_init(&nb, px->out.max + px->model_len + 64);
@@ -626,6 +692,7 @@ static void xfer_on_done(gw_xfer_t *x, CURLcode rc)
             case CURLE_COULDNT_CONNECT:
             case CURLE_COULDNT_RESOLVE_HOST:
                 atomic_store(&px->model->state, GW_MODEL_UNREACHABLE);
+                gw_tokcache_invalidate(px->srv->tokcache, px->model);
                 set_fail(px, GW_EUNREACHABLE, "backend for model '%s' is unreachable: %s",
                          px->model->conf->name, why);
                 break;
@@ -646,7 +713,7 @@ static void xfer_on_done(gw_xfer_t *x, CURLcode rc)
         else
             set_fail(px, GW_EUPSTREAM, "backend for model '%s' failed mid-response: %s",
                      px->model->conf->name, px->errbuf[0] ? px->errbuf : curl_easy_strerror(rc));
-    } else if (px->mode == M_SSE && (rc != CURLE_OK || px->fail != GW_OK)) {
+    } else if (px->mode == M_SSE && !px->tok_stopped && (rc != CURLE_OK || px->fail != GW_OK)) {
         /* the backend died or was cut mid-stream: say so, and send no [DONE] */
         gw_buf_t *st = &px->stage;
         const char *code = px->fail == GW_ETIMEOUT ? "backend_timeout" : "backend_disconnected";
@@ -705,6 +772,12 @@ static void xfer_on_release(gw_xfer_t *x)
 {
     gw_proxy_t *px = GW_CONTAINER_OF(x, gw_proxy_t, x);
 
+    if (px->tok_fetch) {
+        gw_fetch_cancel(px->tok_fetch);
+        px->tok_fetch = NULL;
+    }
+    if (px->tok_mode)
+        gw_tokcache_forget(px->srv->tokcache, px->model, &px->tok_waiter);
     atomic_fetch_sub(&px->model->inflight, 1);
     proxy_unref(px);
 }
@@ -715,6 +788,237 @@ static const gw_xfer_ops_t proxy_ops = {
     xfer_on_deadline,
     xfer_on_release,
 };
+
+
+/* --- token-ID prelude (upstream thread) ------------------------------------- */
+
+static void tok_begin_main(gw_proxy_t *px)
+{
+    int gone;
+
+    pthread_mutex_lock(&px->mu);
+    gone = px->client_gone || px->shutdown;
+    pthread_mutex_unlock(&px->mu);
+    if (gone)
+        return; /* the cancel that follows releases everything */
+    px->tok = gw_tok_resp_new(&px->tok_req, px->tok_vocab, px->tok_have_prompt ? px->tok_prompt
+                                                                                : NULL,
+                              px->tok_n_prompt, px->model_name, px->model_len);
+    gw_upstream_add(px->srv->up, &px->x);
+}
+
+static int parse_token_list(const char *body, size_t len, int64_t **out, size_t *n)
+{
+    json_t *root = json_loadb(body, len, 0, NULL), *toks = json_object_get(root, "tokens"), *t;
+    size_t i;
+
+    if (!json_is_array(toks)) {
+        json_decref(root);
+        return -1;
+    }
+    *n = json_array_size(toks);
+    *out = gw_xcalloc(*n + 1, sizeof(int64_t));
+    json_array_foreach(toks, i, t)
+    {
+        if (json_is_object(t))
+            t = json_object_get(t, "id");
+        (*out)[i] = json_integer_value(t);
+    }
+    json_decref(root);
+    return 0;
+}
+
+static void on_prompt_tokens(gw_fetch_t *f, void *data)
+{
+    gw_proxy_t *px = data;
+
+    px->tok_fetch = NULL;
+    if (f->rc == CURLE_OK && f->status == 200 &&
+        parse_token_list(f->body.ptr, f->body.len, &px->tok_prompt, &px->tok_n_prompt) == 0)
+        px->tok_have_prompt = 1;
+    else
+        GW_LOG(GW_LOG_WARN, "prompt_token_ids unavailable for model %s (HTTP %ld)",
+               px->model->conf->name, f->status);
+    gw_fetch_free(f);
+    tok_begin_main(px);
+}
+
+static void tokenize_prompt(gw_proxy_t *px, json_t *content)
+{
+    json_t *req = json_pack("{s:O, s:b, s:b}", "content", content, "add_special", 1,
+                            "parse_special", 1);
+    char *s = json_dumps(req, JSON_COMPACT);
+
+    px->tok_fetch = gw_fetch_start(px->srv->up, px->model->conf->upstream, "/tokenize", s,
+                                   strlen(s), px->model->conf->api_key,
+                                   (long)px->srv->conf->first_byte_timeout_ms,
+                                   px->srv->conf->max_response_bytes, on_prompt_tokens, px);
+    free(s);
+    json_decref(req);
+}
+
+static void on_template(gw_fetch_t *f, void *data)
+{
+    gw_proxy_t *px = data;
+    json_t *root = NULL, *prompt;
+
+    px->tok_fetch = NULL;
+    if (f->rc == CURLE_OK && f->status == 200)
+        root = json_loadb(f->body.ptr, f->body.len, 0, NULL);
+    prompt = json_object_get(root, "prompt");
+    gw_fetch_free(f);
+    if (json_is_string(prompt)) {
+        tokenize_prompt(px, prompt);
+    } else {
+        GW_LOG(GW_LOG_WARN, "prompt_token_ids unavailable for model %s: /apply-template failed",
+               px->model->conf->name);
+        tok_begin_main(px);
+    }
+    json_decref(root);
+}
+
+static void tok_after_classify(gw_proxy_t *px)
+{
+    gw_errbuf_t e;
+    gw_buf_t body;
+    json_t *prompt;
+    size_t i;
+
+    /* the listed stop tokens that llama-server renders as "" */
+    px->tok_req.special_ids = gw_xcalloc(px->tok_req.n_stop_ids + 1, sizeof(int64_t));
+    for (i = 0; i < px->tok_req.n_stop_ids; i++)
+        if (gw_tokcache_special(px->srv->tokcache, px->model, px->tok_req.stop_ids[i]) == 1)
+            px->tok_req.special_ids[px->tok_req.n_special_ids++] = px->tok_req.stop_ids[i];
+
+    gw_buf_init(&body, px->srv->conf->max_body_bytes * 2 + 65536);
+    if (gw_tok_req_body(px->tok_root, &px->tok_req, px->tok_vocab, &body, &e) != GW_OK) {
+        gw_buf_free(&body);
+        fail_early(px, GW_EPARAM, e.param, e.msg);
+        return;
+    }
+    px->tok_body = gw_buf_take(&body, &px->body_len);
+    curl_easy_setopt(px->x.easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)px->body_len);
+    curl_easy_setopt(px->x.easy, CURLOPT_POSTFIELDS, px->tok_body);
+
+    if (!px->tok_req.want_ids) {
+        tok_begin_main(px);
+        return;
+    }
+    if (px->tok_req.chat) {
+        /* the tokens the backend evaluates: its template applied, then tokenized as it
+         * tokenizes chat prompts (special tokens parsed, BOS as the model adds it) */
+        px->tok_fetch = gw_fetch_start(px->srv->up, px->model->conf->upstream, "/apply-template",
+                                       px->body, strlen(px->body), px->model->conf->api_key,
+                                       (long)px->srv->conf->first_byte_timeout_ms,
+                                       px->srv->conf->max_response_bytes, on_template, px);
+        return;
+    }
+    prompt = json_object_get(px->tok_root, "prompt");
+    if (json_is_string(prompt)) {
+        tokenize_prompt(px, prompt);
+        return;
+    }
+    if (json_is_array(prompt) && json_array_size(prompt) > 0 &&
+        json_is_integer(json_array_get(prompt, 0))) {
+        json_t *t;
+
+        px->tok_n_prompt = json_array_size(prompt);
+        px->tok_prompt = gw_xcalloc(px->tok_n_prompt + 1, sizeof(int64_t));
+        json_array_foreach(prompt, i, t) px->tok_prompt[i] = json_integer_value(t);
+        px->tok_have_prompt = 1;
+    }
+    tok_begin_main(px);
+}
+
+static void tok_classify_next(gw_proxy_t *px);
+
+/* A stop token is a control token when its text does not tokenize back to it without
+ * special-token parsing (llama-server then renders it as "" in generated text). */
+static void on_classified(gw_fetch_t *f, void *data)
+{
+    gw_proxy_t *px = data;
+    int64_t id = px->tok_req.stop_ids[px->tok_cls_i], *toks = NULL;
+    size_t n = 0;
+    int special = 0;
+
+    px->tok_fetch = NULL;
+    if (f->rc == CURLE_OK && f->status == 200 &&
+        parse_token_list(f->body.ptr, f->body.len, &toks, &n) == 0)
+        special = !(n == 1 && toks[0] == id);
+    free(toks);
+    gw_fetch_free(f);
+    gw_tokcache_set_special(px->srv->tokcache, px->model, id, special);
+    px->tok_cls_i++;
+    tok_classify_next(px);
+}
+
+static void tok_classify_next(gw_proxy_t *px)
+{
+    while (px->tok_cls_i < px->tok_req.n_stop_ids) {
+        int64_t id = px->tok_req.stop_ids[px->tok_cls_i];
+        size_t len;
+        const char *p;
+        json_t *str, *req;
+        char *s;
+
+        if (gw_tokcache_special(px->srv->tokcache, px->model, id) >= 0 ||
+            (p = gw_vocab_piece(px->tok_vocab, id, &len)) == NULL) {
+            px->tok_cls_i++;
+            continue;
+        }
+        str = json_stringn(p, len);
+        if (str == NULL || len == 0) { /* raw bytes: a byte token, not a control token */
+            json_decref(str);
+            gw_tokcache_set_special(px->srv->tokcache, px->model, id, 0);
+            px->tok_cls_i++;
+            continue;
+        }
+        req = json_pack("{s:o, s:b, s:b}", "content", str, "add_special", 0, "parse_special", 0);
+        s = json_dumps(req, JSON_COMPACT);
+        json_decref(req);
+        px->tok_fetch = gw_fetch_start(px->srv->up, px->model->conf->upstream, "/tokenize", s,
+                                       strlen(s), px->model->conf->api_key,
+                                       (long)px->srv->conf->first_byte_timeout_ms, 1u << 20,
+                                       on_classified, px);
+        free(s);
+        return;
+    }
+    tok_after_classify(px);
+}
+
+static void on_tok_vocab(gw_tokcache_waiter_t *w, gw_vocab_t *v, const char *err)
+{
+    gw_proxy_t *px = GW_CONTAINER_OF(w, gw_proxy_t, tok_waiter);
+    size_t i;
+
+    if (v == NULL) {
+        fail_early(px, GW_EUPSTREAM, NULL, err ? err : "tokenizer unavailable");
+        return;
+    }
+    gw_vocab_ref(v);
+    px->tok_vocab = v;
+    /* range-check first: an invalid ID must not reach the tokenizer */
+    for (i = 0; i < px->tok_req.n_stop_ids; i++) {
+        if ((uint64_t)px->tok_req.stop_ids[i] >= gw_vocab_size(v)) {
+            char msg[200];
+
+            snprintf(msg, sizeof(msg),
+                     "'stop_token_ids' contains %lld, outside the model's vocabulary [0, %zu)",
+                     (long long)px->tok_req.stop_ids[i], gw_vocab_size(v));
+            fail_early(px, GW_EPARAM, "stop_token_ids", msg);
+            return;
+        }
+    }
+    px->tok_cls_i = 0;
+    tok_classify_next(px);
+}
+
+static void tok_prelude(void *arg)
+{
+    gw_proxy_t *px = arg;
+
+    gw_tokcache_get(px->srv->tokcache, px->model, &px->tok_waiter);
+}
 
 /* --- MHD worker threads ---------------------------------------------------- */
 
@@ -796,7 +1100,8 @@ static enum MHD_Result respond_decided(gw_req_t *r, struct MHD_Connection *c)
     pthread_mutex_unlock(&px->mu);
 
     if (px->fail != GW_OK && (px->mode == M_BUFFER || px->mode == M_NONE)) {
-        return queue_error(r, c, px->fail, NULL, "%s", px->fail_msg);
+        return queue_error(r, c, px->fail, px->fail_param[0] ? px->fail_param : NULL, "%s",
+                           px->fail_msg);
     }
     if (px->mode == M_BUFFER) {
         size_t len;
@@ -848,7 +1153,7 @@ static enum MHD_Result add_req_header(void *cls, enum MHD_ValueKind kind, const 
 /* Creates the relay for a request and posts it upstream. Takes ownership of nothing. */
 static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_model_t *m,
                                    const char *path, size_t path_len, int rewrite_model,
-                                   const char *method)
+                                   const char *method, json_t *tok_root, gw_tok_req_t *tok_req)
 {
     gw_server_t *srv = r->srv;
     const gw_conf_t *conf = srv->conf;
@@ -875,6 +1180,12 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
     gw_buf_init(&px->stage, GW_MAX_SSE_EVENT * 2);
     gw_sse_init(&px->sse, GW_MAX_SSE_EVENT);
     px->body = gw_buf_take(&r->body, &px->body_len);
+    if (tok_root) {
+        px->tok_mode = 1;
+        px->tok_root = tok_root;  /* steals */
+        px->tok_req = *tok_req;   /* steals the stop_ids array */
+        px->tok_waiter.cb = on_tok_vocab;
+    }
 
     /* request headers: everything but hop-by-hop and the client's own key */
     MHD_get_connection_values(c, MHD_HEADER_KIND, add_req_header, px);
@@ -949,7 +1260,12 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
         wake(px);
     }
     pthread_mutex_unlock(&px->mu);
-    gw_upstream_start(srv->up, &px->x);
+    if (px->tok_mode) {
+        px->x.started = 1;
+        gw_upstream_call(srv->up, &px->tok_cmd, tok_prelude, px);
+    } else {
+        gw_upstream_start(srv->up, &px->x);
+    }
     return MHD_YES;
 }
 
@@ -1052,8 +1368,20 @@ static enum MHD_Result h_oai(gw_req_t *r, struct MHD_Connection *c, const char *
         json_decref(root);
         return queue_error(r, c, GW_EPARAM, "model", "'model' is not a valid model name");
     }
+    if (r->route->oai_kind == GW_OAI_CHAT || r->route->oai_kind == GW_OAI_COMPLETIONS) {
+        gw_tok_req_t tr;
+        int t = gw_tok_req_detect(root, r->route->oai_kind == GW_OAI_CHAT,
+                                  r->srv->conf->max_stop_token_ids, &tr, &err);
+
+        if (t < 0) {
+            json_decref(root);
+            return queue_error(r, c, GW_EPARAM, err.param, "%s", err.msg);
+        }
+        if (t == 1)
+            return start_proxy(r, c, m, r->uri, r->path_len, 1, method, root, &tr);
+    }
     json_decref(root);
-    return start_proxy(r, c, m, r->uri, r->path_len, 1, method);
+    return start_proxy(r, c, m, r->uri, r->path_len, 1, method, NULL, NULL);
 }
 
 static enum MHD_Result h_upstream(gw_req_t *r, struct MHD_Connection *c, const char *method)
@@ -1069,8 +1397,8 @@ static enum MHD_Result h_upstream(gw_req_t *r, struct MHD_Connection *c, const c
         return queue_error(r, c, GW_ENOMODEL, "model", "The model '%.*s' does not exist",
                            (int)name_len, p);
     if (slash == NULL)
-        return start_proxy(r, c, m, "/", 1, 0, method);
-    return start_proxy(r, c, m, slash, (size_t)(end - slash), 0, method);
+        return start_proxy(r, c, m, "/", 1, 0, method, NULL, NULL);
+    return start_proxy(r, c, m, slash, (size_t)(end - slash), 0, method, NULL, NULL);
 }
 
 static enum MHD_Result dispatch(gw_req_t *r, struct MHD_Connection *c, const char *method)
@@ -1261,6 +1589,7 @@ gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t 
     srv->started = time(NULL);
     pthread_mutex_init(&srv->mu, NULL);
     srv->up = gw_upstream_new();
+    srv->tokcache = gw_tokcache_new(srv->up, reg, (long)conf->first_byte_timeout_ms);
 
     srv->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
@@ -1270,6 +1599,7 @@ gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t 
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_END);
     if (srv->mhd == NULL) {
+        gw_tokcache_free(srv->tokcache);
         gw_upstream_free(srv->up);
         pthread_mutex_destroy(&srv->mu);
         free(srv);
@@ -1286,6 +1616,11 @@ gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t 
 uint16_t gw_server_port(const gw_server_t *s)
 {
     return s->port;
+}
+
+static void free_tokcache(void *tc)
+{
+    gw_tokcache_free(tc);
 }
 
 void gw_server_stop(gw_server_t *srv)
@@ -1316,7 +1651,9 @@ void gw_server_stop(gw_server_t *srv)
         usleep(10000);
     }
     MHD_stop_daemon(srv->mhd);
-    gw_upstream_free(srv->up); /* processes the CANCELs posted by MHD_stop_daemon first */
+    /* after the CANCELs posted by MHD_stop_daemon, on the thread that owns it */
+    gw_upstream_call(srv->up, &srv->free_cmd, free_tokcache, srv->tokcache);
+    gw_upstream_free(srv->up);
     pthread_mutex_destroy(&srv->mu);
     free(srv);
 }

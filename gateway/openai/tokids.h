@@ -39,6 +39,10 @@ typedef struct gw_tok_req {
     int verbose;             /* the client asked verbose */
     int tools_stream;        /* chat stream with tools: llama-server rejects logprobs */
     int n_choices;
+    json_t *stops;           /* the stop strings sent upstream (set by gw_tok_req_body) */
+    int64_t *special_ids;    /* listed stop IDs that llama-server renders as "" (control
+                              * tokens); the caller classifies them (see server.c) */
+    size_t n_special_ids;
 } gw_tok_req_t;
 
 /*
@@ -51,8 +55,8 @@ int gw_tok_req_detect(json_t *root, int chat, size_t max_stop_ids, gw_tok_req_t 
 void gw_tok_req_free(gw_tok_req_t *tr);
 
 /* Range-checks the stop IDs against the vocabulary and writes the upstream body. */
-gw_err_t gw_tok_req_body(json_t *root, const gw_tok_req_t *tr, const gw_vocab_t *v,
-                         gw_buf_t *out, gw_errbuf_t *err);
+gw_err_t gw_tok_req_body(json_t *root, gw_tok_req_t *tr, const gw_vocab_t *v, gw_buf_t *out,
+                         gw_errbuf_t *err);
 
 typedef struct gw_tok_resp gw_tok_resp_t;
 

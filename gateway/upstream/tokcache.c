@@ -19,6 +19,7 @@ typedef struct entry {
     gw_vocab_t *vocab;
     gw_fetch_t *fetch;      /* in flight, or NULL */
     size_t n_vocab;
+    signed char *special;   /* per id: -1 unknown, 0, 1 */
     gw_tokcache_waiter_t *waiters;
 } entry_t;
 
@@ -55,6 +56,7 @@ void gw_tokcache_free(gw_tokcache_t *tc)
     for (i = 0; i < tc->n; i++) {
         gw_fetch_cancel(tc->e[i].fetch);
         gw_vocab_unref(tc->e[i].vocab);
+        free(tc->e[i].special);
     }
     free(tc->e);
     free(tc);
@@ -95,6 +97,12 @@ static void on_pieces(gw_fetch_t *f, void *data)
     }
     e->vocab = gw_vocab_from_json(f->body.ptr, f->body.len, e->n_vocab, &err);
     gw_fetch_free(f);
+    free(e->special);
+    e->special = NULL;
+    if (e->vocab) {
+        e->special = gw_xmalloc(e->n_vocab);
+        memset(e->special, -1, e->n_vocab);
+    }
     if (e->vocab == NULL) {
         snprintf(msg, sizeof(msg), "tokenizer of model '%s': %s", e->model->conf->name, err.msg);
         finish(e, msg);
@@ -187,4 +195,23 @@ void gw_tokcache_invalidate(gw_tokcache_t *tc, gw_model_t *m)
 
     gw_vocab_unref(e->vocab);
     e->vocab = NULL;
+    free(e->special);
+    e->special = NULL;
+}
+
+int gw_tokcache_special(gw_tokcache_t *tc, gw_model_t *m, int64_t id)
+{
+    entry_t *e = &tc->e[m->index];
+
+    if (e->special == NULL || id < 0 || (size_t)id >= e->n_vocab)
+        return -1;
+    return e->special[id];
+}
+
+void gw_tokcache_set_special(gw_tokcache_t *tc, gw_model_t *m, int64_t id, int special)
+{
+    entry_t *e = &tc->e[m->index];
+
+    if (e->special && id >= 0 && (size_t)id < e->n_vocab)
+        e->special[id] = (signed char)(special ? 1 : 0);
 }

@@ -34,6 +34,10 @@ void gw_tokcache_get(gw_tokcache_t *tc, gw_model_t *m, gw_tokcache_waiter_t *w);
 void gw_tokcache_forget(gw_tokcache_t *tc, gw_model_t *m, gw_tokcache_waiter_t *w);
 /* Drops the cached vocabulary (the backend restarted or changed). */
 void gw_tokcache_invalidate(gw_tokcache_t *tc, gw_model_t *m);
+/* Whether llama-server renders id as "" in generated text (a control token): 1 yes,
+ * 0 no, -1 not known yet. Valid only while the model's vocabulary is cached. */
+int gw_tokcache_special(gw_tokcache_t *tc, gw_model_t *m, int64_t id);
+void gw_tokcache_set_special(gw_tokcache_t *tc, gw_model_t *m, int64_t id, int special);
 /* Fetches performed so far (for tests and metrics). */
 unsigned long gw_tokcache_fetches(const gw_tokcache_t *tc);
 

@@ -473,6 +473,7 @@ typedef struct fl_job {
     char id[48];
     long long created;
     int include_usage;
+    int timings_per_token; /* every chunk carries timings (predicted_n so far) */
     int verbose;
     int return_tokens;
     int n_probs;
@@ -678,6 +679,17 @@ static json_t *item_wrap(const fl_item_t *it)
 /* Appends "data: <json>\n\n" (o is stolen). */
 static void emit(fl_job_t *j, json_t *o)
 {
+    json_t *choices = json_object_get(o, "choices");
+
+    /* timings_per_token: every OAI chunk gets the timings so far (llama-server) */
+    if (j->timings_per_token && j->ep != EP_NATIVE && choices &&
+        !json_object_get(o, "timings")) {
+        json_int_t ci = json_integer_value(json_object_get(json_array_get(choices, 0), "index"));
+
+        if (ci < 0 || ci >= FL_MAX_CHOICES)
+            ci = 0;
+        json_object_set_new(o, "timings", timings_json(j, &j->gens[ci]));
+    }
     fl_buf_adds(&j->pending, "data: ");
     fl_json_write(&j->pending, o);
     fl_buf_adds(&j->pending, "\n\n");
@@ -1283,6 +1295,7 @@ static fl_job_t *job_new(fl_req_t *r, fl_ep_t ep, json_t *body, fl_err_t *e)
         j->n_choices = (int)n;
         json_t *so = json_object_get(body, "stream_options");
         j->include_usage = json_is_object(so) && get_bool(so, "include_usage", 0);
+        j->timings_per_token = get_bool(body, "timings_per_token", 0);
     } else {
         json_t *np = json_object_get(body, "n_probs");
         if (!np)
