@@ -47,7 +47,16 @@ void gw_jedit_remove_member(gw_jedit_t *e, const char *src, size_t len, size_t o
 {
     size_t start = m->mem_off, end = m->val_off + m->val_len, j;
 
-    /* prefer eating the following comma: `"a":1,` */
+    /* prefer eating the preceding comma, `,"a":1`, so that removing several adjacent
+     * members never leaves two commas or a trailing one */
+    j = start;
+    while (j > obj_off && is_ws(src[j - 1]))
+        j--;
+    if (j > obj_off && src[j - 1] == ',') {
+        gw_jedit_splice(e, j - 1, end - (j - 1), NULL, 0);
+        return;
+    }
+    /* the first member: eat the following comma, `"a":1,` */
     j = end;
     while (j < len && is_ws(src[j]))
         j++;
@@ -55,16 +64,10 @@ void gw_jedit_remove_member(gw_jedit_t *e, const char *src, size_t len, size_t o
         j++;
         while (j < len && is_ws(src[j]))
             j++;
-        gw_jedit_splice(e, start, j - start, NULL, 0);
-        return;
+    } else {
+        j = end;
     }
-    /* last member: eat the preceding comma: `,"a":1` */
-    j = start;
-    while (j > obj_off && is_ws(src[j - 1]))
-        j--;
-    if (j > obj_off && src[j - 1] == ',')
-        j--;
-    gw_jedit_splice(e, j, end - j, NULL, 0);
+    gw_jedit_splice(e, start, j - start, NULL, 0);
 }
 
 void gw_jedit_append_member(gw_jedit_t *e, const char *src, size_t obj_off, size_t obj_len,
@@ -112,8 +115,16 @@ int gw_jedit_apply(gw_jedit_t *e, const char *src, size_t len, gw_buf_t *out)
     for (i = 0; i < e->n; i++) {
         gw_jsplice_t *s = &e->v[i];
 
-        if (s->off < pos || s->off + s->del > len)
-            return -1; /* overlapping edits: a caller bug */
+        if (s->off + s->del > len)
+            return -1;
+        if (s->off < pos) {
+            /* two deletions that share a comma (adjacent members removed): union */
+            if (s->ins_len != 0)
+                return -1; /* overlapping insertion: a caller bug */
+            if (s->off + s->del > pos)
+                pos = s->off + s->del;
+            continue;
+        }
         if (gw_buf_add(out, src + pos, s->off - pos) != GW_OK ||
             gw_buf_add(out, s->ins, s->ins_len) != GW_OK)
             return -1;

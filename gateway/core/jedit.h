@@ -32,7 +32,9 @@ void gw_jedit_free(gw_jedit_t *e);
 /* Replace [off, off+del) with ins (copied). */
 void gw_jedit_splice(gw_jedit_t *e, size_t off, size_t del, const char *ins, size_t ins_len);
 /* Removes the member described by m (from jspan) inside the object whose span starts at
- * obj_off, with the comma that separates it from a neighbour. */
+ * obj_off, with the comma that separates it from a neighbour (the preceding one, except
+ * for the first member). Removing several members works, except the first two members
+ * of one object together. Also removes array elements (obj_off = the array's offset). */
 void gw_jedit_remove_member(gw_jedit_t *e, const char *src, size_t len, size_t obj_off,
                             const gw_jspan_t *m);
 /* Appends `"key":raw` as the last member of the object spanning [obj_off, obj_off+obj_len). */
