@@ -111,7 +111,8 @@ int gw_jedit_apply(gw_jedit_t *e, const char *src, size_t len, gw_buf_t *out)
 {
     size_t pos = 0, i;
 
-    qsort(e->v, e->n, sizeof(*e->v), cmp_splice);
+    if (e->n > 1)
+        qsort(e->v, e->n, sizeof(*e->v), cmp_splice);
     for (i = 0; i < e->n; i++) {
         gw_jsplice_t *s = &e->v[i];
 

@@ -257,15 +257,18 @@ gw_tok_resp_t *gw_tok_resp_new(const gw_tok_req_t *tr, gw_vocab_t *v, const int6
 
     r->tr = *tr;
     r->tr.stop_ids = gw_xcalloc(tr->n_stop_ids + 1, sizeof(int64_t));
-    memcpy(r->tr.stop_ids, tr->stop_ids, tr->n_stop_ids * sizeof(int64_t));
+    if (tr->n_stop_ids)
+        memcpy(r->tr.stop_ids, tr->stop_ids, tr->n_stop_ids * sizeof(int64_t));
     r->tr.special_ids = gw_xcalloc(tr->n_special_ids + 1, sizeof(int64_t));
-    memcpy(r->tr.special_ids, tr->special_ids, tr->n_special_ids * sizeof(int64_t));
+    if (tr->n_special_ids)
+        memcpy(r->tr.special_ids, tr->special_ids, tr->n_special_ids * sizeof(int64_t));
     r->tr.stops = json_incref(tr->stops);
     r->vocab = v;
     gw_vocab_ref(v);
     if (prompt_ids) {
         r->prompt = gw_xcalloc(n_prompt + 1, sizeof(int64_t));
-        memcpy(r->prompt, prompt_ids, n_prompt * sizeof(int64_t));
+        if (n_prompt)
+            memcpy(r->prompt, prompt_ids, n_prompt * sizeof(int64_t));
         r->n_prompt = n_prompt;
         r->have_prompt = 1;
     }
@@ -931,9 +934,11 @@ void gw_tok_resp_body(gw_tok_resp_t *r, const char *body, size_t len, gw_buf_t *
                         q++;
                     }
                 }
+                json_t *valid = json_stringn(text.ptr ? text.ptr : "", text.len);
+
                 if (json_is_string(content) && all.len == json_string_length(content) &&
                     memcmp(all.ptr ? all.ptr : "", json_string_value(content), all.len) == 0 &&
-                    json_stringn(text.ptr ? text.ptr : "", text.len) != NULL) {
+                    valid != NULL) {
                     gw_jspan_t cs, msg;
                     gw_buf_t lit;
                     json_t *lpc;
@@ -998,6 +1003,7 @@ void gw_tok_resp_body(gw_tok_resp_t *r, const char *body, size_t len, gw_buf_t *
                 } else {
                     add_missing(&st, cut + 1, ids.n - cut - 1, "could_not_cut_text_at_stop");
                 }
+                json_decref(valid);
                 gw_buf_free(&text);
                 gw_buf_free(&all);
             }
