@@ -172,7 +172,7 @@ typedef struct gw_proxy {
     int hdr_is_sse;
     gw_err_t fail;               /* gateway-made error instead of a backend answer */
     char fail_msg[320];
-    char fail_param[64];
+    char fail_param[128];
 
     /* upstream thread only */
     CURLcode up_rc;
