@@ -23,13 +23,15 @@
 #include "core/alloc.h"
 
 enum { CMD_START = 1, CMD_CANCEL, CMD_UNPAUSE, CMD_QUIT, CMD_CALL };
-enum { TAG_EVENT = 1, TAG_CURL_TIMER = 2, TAG_DEADLINE = 3, TAG_CURL_SOCK = 4 };
+enum { TAG_EVENT = 1, TAG_DEADLINE = 3, TAG_CURL_SOCK = 4 };
 
 #define TAG(fd, kind) (((uint64_t)(unsigned)(fd) << 3) | (kind))
 
 struct gw_upstream {
     pthread_t thread;
-    int epfd, evfd, curl_tfd, dl_tfd;
+    int epfd, evfd, dl_tfd;
+    int curl_due;               /* curl asked for a timeout call at curl_due_at */
+    uint64_t curl_due_at;       /* gw_now_ms() */
     CURLM *multi;
     pthread_mutex_t qmu;
     gw_upstream_cmd_t *qhead, *qtail;
@@ -261,28 +263,49 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void 
     return 0;
 }
 
+/* curl's timer: no timerfd (reprogramming one per call cost a quarter of the CPU under
+ * load); the loop's epoll_wait timeout honours it instead. */
 static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
 {
     gw_upstream_t *u = userp;
-    struct itimerspec its;
 
     (void)m;
     if (timeout_ms < 0) {
-        memset(&its, 0, sizeof(its));
-        timerfd_settime(u->curl_tfd, 0, &its, NULL);
-    } else if (timeout_ms == 0) {
-        arm(u->curl_tfd, 1, 1);
+        u->curl_due = 0;
     } else {
-        arm(u->curl_tfd, (uint64_t)timeout_ms, 0);
+        u->curl_due = 1;
+        u->curl_due_at = gw_now_ms() + (uint64_t)timeout_ms;
     }
     return 0;
+}
+
+static int loop_timeout(gw_upstream_t *u)
+{
+    uint64_t now;
+
+    if (!u->curl_due)
+        return -1;
+    now = gw_now_ms();
+    if (u->curl_due_at <= now)
+        return 0;
+    return (int)(u->curl_due_at - now > 60000 ? 60000 : u->curl_due_at - now);
+}
+
+static void run_curl_timeout(gw_upstream_t *u)
+{
+    int running;
+
+    if (u->curl_due && u->curl_due_at <= gw_now_ms()) {
+        u->curl_due = 0;
+        curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        drain_info(u);
+    }
 }
 
 static void run_commands(gw_upstream_t *u)
 {
     gw_upstream_cmd_t *c, *next;
     uint64_t v;
-    int running;
 
     (void)!read(u->evfd, &v, sizeof(v));
     pthread_mutex_lock(&u->qmu);
@@ -320,8 +343,6 @@ static void run_commands(gw_upstream_t *u)
             break;
         }
     }
-    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    drain_info(u);
 }
 
 static void *thread_main(void *arg)
@@ -331,7 +352,7 @@ static void *thread_main(void *arg)
     int running;
 
     while (!u->quit) {
-        int n = epoll_wait(u->epfd, evs, 256, -1), i, have_cmd = 0;
+        int n = epoll_wait(u->epfd, evs, 256, loop_timeout(u)), i, have_cmd = 0;
 
         if (n < 0) {
             if (errno == EINTR)
@@ -351,10 +372,6 @@ static void *thread_main(void *arg)
             switch (tag & 7) {
             case TAG_EVENT:
                 have_cmd = 1;
-                break;
-            case TAG_CURL_TIMER:
-                (void)!read(u->curl_tfd, &v, sizeof(v));
-                curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
                 break;
             case TAG_DEADLINE:
                 (void)!read(u->dl_tfd, &v, sizeof(v));
@@ -377,6 +394,7 @@ static void *thread_main(void *arg)
         }
         if (have_cmd)
             run_commands(u);
+        run_curl_timeout(u);
     }
     return NULL;
 }
@@ -390,16 +408,13 @@ gw_upstream_t *gw_upstream_new(void)
     pthread_mutex_init(&u->qmu, NULL);
     u->epfd = epoll_create1(EPOLL_CLOEXEC);
     u->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    u->curl_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     u->dl_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (u->epfd < 0 || u->evfd < 0 || u->curl_tfd < 0 || u->dl_tfd < 0)
+    if (u->epfd < 0 || u->evfd < 0 || u->dl_tfd < 0)
         goto fail;
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
     ev.data.u64 = TAG(u->evfd, TAG_EVENT);
     epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->evfd, &ev);
-    ev.data.u64 = TAG(u->curl_tfd, TAG_CURL_TIMER);
-    epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->curl_tfd, &ev);
     ev.data.u64 = TAG(u->dl_tfd, TAG_DEADLINE);
     epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->dl_tfd, &ev);
 
@@ -427,7 +442,6 @@ void gw_upstream_free(gw_upstream_t *u)
     curl_multi_cleanup(u->multi);
     close(u->epfd);
     close(u->evfd);
-    close(u->curl_tfd);
     close(u->dl_tfd);
     pthread_mutex_destroy(&u->qmu);
     free(u);
