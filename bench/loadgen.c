@@ -402,6 +402,7 @@ static struct {
     int64_t win_start, win_end;
     size_t finished; /* connections in C_FINISHED */
     int err_printed;
+    char first_err[200]; /* the first error, for the JSON line */
 } G;
 
 static char g_rbuf[LG_READ_SIZE];
@@ -416,6 +417,9 @@ static void note_error(const lconn_t *c, const char *what)
     for (i = 0; syscalls[i]; i++)
         if (strcmp(what, syscalls[i]) == 0)
             reason = e ? strerror(e) : "";
+    if (G.err_printed == 0)
+        snprintf(G.first_err, sizeof(G.first_err), "conn %ld: %s%s%s (HTTP status %d, %ld events)",
+                 (long)(c - G.c), what, *reason ? ": " : "", reason, c->rp.status, c->events);
     if (G.err_printed < 5) {
         G.err_printed++;
         fprintf(stderr, "loadgen[%s]: conn %ld: %s%s%s (HTTP status %d, %ld events)\n", G.label,
@@ -844,11 +848,11 @@ static void print_json(int64_t t0, int64_t t1)
         printf("{\"mode\":\"rps\",\"label\":\"%s\",\"conns\":%ld,\"duration_s\":%.3f,"
                "\"count\":%llu,\"errors\":%llu,\"reconnects\":%llu,\"rps\":%.1f,"
                "\"p50_us\":%u,\"p90_us\":%u,\"p99_us\":%u,\"max_us\":%u,\"mean_us\":%.1f,"
-               "\"reply_bytes\":%llu,\"client_cpu_s\":%.3f}\n",
+               "\"reply_bytes\":%llu,\"client_cpu_s\":%.3f,\"first_error\":\"%s\"}\n",
                G.label, G.conns, secs, G.count, G.errors, G.reconnects,
                secs > 0 ? (double)G.count / secs : 0.0, pct(&G.lat, 0.50), pct(&G.lat, 0.90),
                pct(&G.lat, 0.99), pct(&G.lat, 1.0), mean(&G.lat),
-               G.resp_bytes, self_cpu_s());
+               G.resp_bytes, self_cpu_s(), G.first_err);
     } else {
         printf("{\"mode\":\"sse\",\"label\":\"%s\",\"streams\":%ld,\"events_per_stream\":%ld,"
                "\"interval_ms\":%ld,\"silent_ms\":%ld,\"ok\":%llu,\"errors\":%llu,"
@@ -857,13 +861,13 @@ static void print_json(int64_t t0, int64_t t1)
                "\"err_timeout\":%llu,\"events\":%llu,\"events_expected\":%lld,"
                "\"events_without_t\":%llu,\"p50_us\":%u,\"p90_us\":%u,\"p99_us\":%u,"
                "\"max_us\":%u,\"mean_us\":%.1f,\"ttfb_p50_us\":%u,\"ttfb_max_us\":%u,"
-               "\"elapsed_ms\":%.1f,\"client_cpu_s\":%.3f}\n",
+               "\"elapsed_ms\":%.1f,\"client_cpu_s\":%.3f,\"first_error\":\"%s\"}\n",
                G.label, G.streams, G.evps, G.interval_ms, G.silent_ms, G.ok, G.errors,
                G.err_connect, G.err_status, G.err_early_close, G.err_events, G.err_no_done,
                G.err_protocol, G.err_timeout, G.events, (long long)G.streams * G.evps,
                G.events_no_t, pct(&G.lat, 0.50), pct(&G.lat, 0.90), pct(&G.lat, 0.99),
                pct(&G.lat, 1.0), mean(&G.lat), pct(&G.ttfb, 0.50), pct(&G.ttfb, 1.0),
-               (double)(t1 - t0) / 1e3, self_cpu_s());
+               (double)(t1 - t0) / 1e3, self_cpu_s(), G.first_err);
     }
     fflush(stdout);
 }

@@ -212,15 +212,26 @@ def f2: (. * 100 | round) as $x | "\($x / 100 | floor).\($x % 100 | if . < 10 th
   "verdicts",
   (.checks[] | "  \(.result | lpad(4))  \(.name): \(if .unit == "%" and .value != null then (.value | f2) else .value | v end)\(if .unit == "" or .unit == "x" then .unit else " " + .unit end) (target \(.target))")
 JQ
+# Diagnostics: what the client saw first in every run with errors, and what the gateway logged
+# other than its 200 access lines.
+if jq -e '[.runs[] | select((.errors // 0) > 0)] | length > 0' "$TMP/latest.json" >/dev/null; then
+    KEEP=1
+    {
+        echo
+        echo "diagnostics (scratch directory kept: $TMP)"
+        jq -r '.runs[] | select((.errors // 0) > 0)
+               | "  \(.phase)/\(.target)#\(.rep): \(.errors) errors, first: \(.first_error // .failed // "?")"' \
+            "$TMP/latest.json"
+        if [[ -f $TMP/gateway.log ]]; then
+            echo "  gateway log, status counts: $(grep -o 'status=[0-9]*' "$TMP/gateway.log" | sort | uniq -c | tr -s ' \n' ' ')"
+            grep -v 'status=200 ' "$TMP/gateway.log" | grep -v 'listening on\| -> http' | head -15 | sed 's/^/  | /'
+        fi
+    } >>"$TMP/latest.txt"
+fi
 cp "$TMP/latest.json" "$RESULTS_DIR/latest.json"
 cp "$TMP/latest.txt" "$RESULTS_DIR/latest.txt"
 echo
 cat "$TMP/latest.txt"
-if grep -q 'error\|Error' "$TMP/loadgen.err" 2>/dev/null; then
-    echo
-    echo "first loadgen diagnostics:"
-    head -10 "$TMP/loadgen.err"
-fi
 log "done in $(($(date +%s) - T_START)) s; saved $RESULTS_DIR/latest.{json,txt}"
 }
 
