@@ -56,6 +56,13 @@
 #define GW_MAX_SSE_EVENT (8u * 1024 * 1024)
 #define GW_MAX_HEADERS_BYTES (64u * 1024)
 #define GW_STREAM_BLOCK (16u * 1024)
+/* Per-connection MHD pool: request line, headers, the body being read and one chunk of
+ * the response being written. 8 KiB holds an SDK's or curl's header block many times
+ * over (a larger one gets 431, like nginx's default 8k header buffers) and keeps 1,000
+ * streams at 8 MiB; it is most of the per-stream memory. */
+#define GW_CONN_MEMORY (8u * 1024)
+/* curl's receive buffer per transfer: SSE events are small; bodies just take more reads. */
+#define GW_CURL_BUFFER (8L * 1024)
 
 struct gw_server {
     const gw_conf_t *conf;
@@ -1225,6 +1232,7 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
     curl_easy_setopt(e, CURLOPT_WRITEDATA, px);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, px->errbuf);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, px->req_headers);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, GW_CURL_BUFFER);
     if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else if (strcmp(method, "HEAD") == 0) {
@@ -1596,7 +1604,8 @@ gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t 
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(conf->threads > 1 ? conf->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
         conf->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)GW_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_END);
     if (srv->mhd == NULL) {
         gw_tokcache_free(srv->tokcache);
