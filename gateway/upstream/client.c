@@ -37,6 +37,8 @@ struct gw_upstream {
     gw_upstream_cmd_t *qhead, *qtail;
     gw_upstream_cmd_t quit_cmd;
     int quit;
+    int sleeping;               /* under qmu: the thread is (about to be) in epoll_wait */
+    int wake_pending;           /* under qmu: the eventfd was written since it slept */
     gw_xfer_t active;           /* sentinel of the list of transfers in the multi */
     uint64_t armed_deadline;    /* 0 = deadline timer disarmed */
 };
@@ -66,9 +68,12 @@ void gw_xfer_init(gw_xfer_t *x, const gw_xfer_ops_t *ops)
 
 /* ---------------------------------------------------------------- commands ---- */
 
+/* Queues a command. The eventfd is written only when the thread sleeps (or is about
+ * to): a busy thread picks the command up on its next turn, without a syscall. */
 static void post(gw_upstream_t *u, gw_upstream_cmd_t *c)
 {
     uint64_t one = 1;
+    int wake;
 
     c->next = NULL;
     pthread_mutex_lock(&u->qmu);
@@ -77,8 +82,12 @@ static void post(gw_upstream_t *u, gw_upstream_cmd_t *c)
     else
         u->qhead = c;
     u->qtail = c;
+    wake = u->sleeping && !u->wake_pending;
+    if (wake)
+        u->wake_pending = 1;
     pthread_mutex_unlock(&u->qmu);
-    (void)!write(u->evfd, &one, sizeof(one));
+    if (wake)
+        (void)!write(u->evfd, &one, sizeof(one));
 }
 
 void gw_upstream_start(gw_upstream_t *u, gw_xfer_t *x)
@@ -307,8 +316,11 @@ static void run_commands(gw_upstream_t *u)
     gw_upstream_cmd_t *c, *next;
     uint64_t v;
 
-    (void)!read(u->evfd, &v, sizeof(v));
     pthread_mutex_lock(&u->qmu);
+    if (u->wake_pending) {
+        (void)!read(u->evfd, &v, sizeof(v));
+        u->wake_pending = 0;
+    }
     c = u->qhead;
     u->qhead = u->qtail = NULL;
     pthread_mutex_unlock(&u->qmu);
@@ -352,8 +364,17 @@ static void *thread_main(void *arg)
     int running;
 
     while (!u->quit) {
-        int n = epoll_wait(u->epfd, evs, 256, loop_timeout(u)), i, have_cmd = 0;
+        int n, i, have_cmd, timeout = loop_timeout(u);
 
+        pthread_mutex_lock(&u->qmu);
+        have_cmd = u->qhead != NULL;
+        u->sleeping = !have_cmd;
+        pthread_mutex_unlock(&u->qmu);
+        n = epoll_wait(u->epfd, evs, 256, have_cmd ? 0 : timeout);
+        pthread_mutex_lock(&u->qmu);
+        u->sleeping = 0;
+        have_cmd = u->qhead != NULL;
+        pthread_mutex_unlock(&u->qmu);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -371,7 +392,7 @@ static void *thread_main(void *arg)
             }
             switch (tag & 7) {
             case TAG_EVENT:
-                have_cmd = 1;
+                have_cmd = 1; /* drained in run_commands */
                 break;
             case TAG_DEADLINE:
                 (void)!read(u->dl_tfd, &v, sizeof(v));
