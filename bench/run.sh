@@ -190,6 +190,9 @@ def f2: (. * 100 | round) as $x | "\($x / 100 | floor).\($x % 100 | if . < 10 th
 | "llama-gateway bench  \($m.date)  rev \($m.git_rev)\(if $m.gateway_files_modified > 0 then " (+\($m.gateway_files_modified) uncommitted gateway files)" else "" end)",
   "machine: \($m.cpus) CPUs (\($m.cpu)), kernel \($m.kernel); client, backend and gateway share them",
   "method: same run, same backend and client; ABBA-interleaved, medians of \($m.repeats) repeats; added = median of paired (gateway - direct)",
+  ([.summary[] | select(.phase | test("^(rps|sse)_")) | .other_load_pct | select(. != null)] | sort
+   | if length > 0 then .[(length - 1) / 2 | floor] else 0 end) as $other
+  | (if $other > 25 then "WARNING: other work on this machine used a median \($other)% of one CPU during the phases (see \"other load %\"); absolute numbers and ratios are distorted, rerun when the machine is quieter" else empty end),
   (if $m.gateway_ran then "gateway: ran (log level \($m.gateway_log_level), \($m.gw_threads // "?") threads at the end)\(if $m.gateway_skip_reason != "" then "; PROBLEM: " + $m.gateway_skip_reason else "" end)"
    else "gateway: NOT RUN - \($m.gateway_skip_reason)" end),
   "",
