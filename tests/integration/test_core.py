@@ -512,5 +512,42 @@ class Limits(GatewayTestCase):
         c.close()
 
 
+class Config(unittest.TestCase):
+    """An invalid configuration stops the start with a message naming the key path."""
+
+    def run_gw(self, conf, *extra):
+        import subprocess
+        import tempfile
+        from harness import GATEWAY_BIN
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            fh.write(conf if isinstance(conf, str) else json.dumps(conf))
+        try:
+            return subprocess.run([GATEWAY_BIN, "--config", fh.name] + list(extra),
+                                  capture_output=True, text=True, timeout=20)
+        finally:
+            os.unlink(fh.name)
+
+    def test_invalid_config_refused_with_key_path(self):
+        r = self.run_gw({"models": {"qwen": {"upstream": "ftp://x"}}})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("models.qwen.upstream: expected an http(s) URL", r.stderr)
+        r = self.run_gw({"listen": {"port": 70000}, "models": {"m": {"upstream": "http://a"}}})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("listen.port", r.stderr)
+        r = self.run_gw('{"models": {')
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("line 1", r.stderr)
+
+    def test_check_config(self):
+        ok = {"models": {"m": {"upstream": "http://127.0.0.1:9", "aliases": ["x"]}}}
+        r = self.run_gw(ok, "--check-config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("configuration OK", r.stdout)
+        r = self.run_gw({"models": {"m": {"upstream": "http://a", "aliases": ["m"]}}},
+                        "--check-config")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("models.m.aliases[0]", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
