@@ -841,8 +841,10 @@ static double self_cpu_s(void)
 
 static void print_json(int64_t t0, int64_t t1)
 {
-    qsort(G.lat.v, G.lat.len, sizeof(*G.lat.v), cmp_u32);
-    qsort(G.ttfb.v, G.ttfb.len, sizeof(*G.ttfb.v), cmp_u32);
+    if (G.lat.len > 1)
+        qsort(G.lat.v, G.lat.len, sizeof(*G.lat.v), cmp_u32);
+    if (G.ttfb.len > 1)
+        qsort(G.ttfb.v, G.ttfb.len, sizeof(*G.ttfb.v), cmp_u32);
     if (G.mode == MODE_RPS) {
         double secs = (double)(G.win_end - G.win_start) / 1e6;
         printf("{\"mode\":\"rps\",\"label\":\"%s\",\"conns\":%ld,\"duration_s\":%.3f,"
