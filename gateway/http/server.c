@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -993,13 +994,19 @@ static void tok_classify_next(gw_proxy_t *px)
     tok_after_classify(px);
 }
 
-static void on_tok_vocab(gw_tokcache_waiter_t *w, gw_vocab_t *v, const char *err)
+static void on_tok_vocab(gw_tokcache_waiter_t *w, gw_vocab_t *v, const char *err, long status)
 {
     gw_proxy_t *px = GW_CONTAINER_OF(w, gw_proxy_t, tok_waiter);
     size_t i;
 
     if (v == NULL) {
-        fail_early(px, GW_EUPSTREAM, NULL, err ? err : "tokenizer unavailable");
+        /* a backend that is still loading is "not ready" (503), as without token IDs */
+        if (status == 503) {
+            atomic_store(&px->model->state, GW_MODEL_LOADING);
+            fail_early(px, GW_EBUSY, NULL, "Loading model");
+        } else {
+            fail_early(px, GW_EUPSTREAM, NULL, err ? err : "tokenizer unavailable");
+        }
         return;
     }
     gw_vocab_ref(v);
@@ -1572,24 +1579,28 @@ gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t 
     *out = NULL;
     memset(&ss, 0, sizeof(ss));
     {
-        struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
-        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+        struct addrinfo hints, *ai = NULL;
+        char port[8];
+        int grc;
 
-        if (inet_pton(AF_INET, conf->listen_host, &v4->sin_addr) == 1) {
-            v4->sin_family = AF_INET;
-            v4->sin_port = htons(conf->listen_port);
-            sl = sizeof(*v4);
-        } else if (inet_pton(AF_INET6, conf->listen_host, &v6->sin6_addr) == 1) {
-            v6->sin6_family = AF_INET6;
-            v6->sin6_port = htons(conf->listen_port);
-            sl = sizeof(*v6);
-            flags |= MHD_USE_IPv6;
-        } else {
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+        snprintf(port, sizeof(port), "%u", (unsigned)conf->listen_port);
+        grc = getaddrinfo(conf->listen_host, port, &hints, &ai);
+        if (grc != 0 || ai == NULL || ai->ai_addrlen > sizeof(ss)) {
+            if (ai)
+                freeaddrinfo(ai);
             free(srv);
-            return gw_errf(err, GW_EBADREQ, "listen.host",
-                           "listen.host: expected an IPv4 or IPv6 address, got \"%s\"",
-                           conf->listen_host);
+            return gw_errf(err, GW_EBADREQ, "listen.host", "listen.host: cannot resolve \"%s\": %s",
+                           conf->listen_host, grc ? gai_strerror(grc) : "no address");
         }
+        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        sl = ai->ai_addrlen;
+        if (ai->ai_family == AF_INET6)
+            flags |= MHD_USE_IPv6;
+        freeaddrinfo(ai);
     }
     (void)sl;
     srv->conf = conf;

@@ -837,7 +837,7 @@ void gw_tok_resp_body(gw_tok_resp_t *r, const char *body, size_t len, gw_buf_t *
     gw_jedit_t e;
     gw_jspan_t chs, el;
     size_t it = 0, k = 0;
-    long long completion_tokens = -1;
+    long long completion_tokens = -1, total_items = 0;
 
     if (!json_is_object(root) || !json_is_array(json_object_get(root, "choices"))) {
         gw_buf_add(out, body, len);
@@ -850,6 +850,13 @@ void gw_tok_resp_body(gw_tok_resp_t *r, const char *body, size_t len, gw_buf_t *
     if (json_is_integer(json_object_get(usage, "completion_tokens")))
         completion_tokens = json_integer_value(json_object_get(usage, "completion_tokens"));
 
+    {
+        json_t *c;
+        size_t q;
+
+        json_array_foreach(choices, q, c)
+            total_items += (long long)json_array_size(get_path(c, "logprobs", "content"));
+    }
     gw_jedit_init(&e);
     set_model(r, &e, body, len);
     if (verbose && !r->tr.verbose)
@@ -871,12 +878,14 @@ void gw_tok_resp_body(gw_tok_resp_t *r, const char *body, size_t len, gw_buf_t *
             /* the complete list (newer llama-server) */
             json_array_foreach(vt, j, item) idvec_push(&ids, json_integer_value(item));
         } else {
-            /* items only (older llama-server): exact when every token has an item */
+            /* items only (older llama-server, or n > 1): exact when every token has an
+             * item; usage counts all choices together */
             json_array_foreach(items, j, item)
                 idvec_push(&ids, json_integer_value(json_object_get(item, "id")));
-            if (completion_tokens >= 0 && (long long)ids.n < completion_tokens)
-                add_missing(&st, (size_t)-1, (size_t)(completion_tokens - (long long)ids.n),
-                            "tokens_not_reported");
+            if (completion_tokens >= 0 && total_items < completion_tokens)
+                add_missing(&st, (size_t)-1, (size_t)(completion_tokens - total_items),
+                            json_array_size(choices) > 1 ? "tokens_not_reported_in_some_choice"
+                                                         : "tokens_not_reported");
         }
         /* the first listed stop token ends the choice there */
         for (j = 0; j < ids.n; j++) {

@@ -67,7 +67,7 @@ unsigned long gw_tokcache_fetches(const gw_tokcache_t *tc)
     return tc->fetches;
 }
 
-static void finish(entry_t *e, const char *err)
+static void finish(entry_t *e, const char *err, long status)
 {
     gw_tokcache_waiter_t *w = e->waiters, *next;
 
@@ -75,7 +75,7 @@ static void finish(entry_t *e, const char *err)
     for (; w; w = next) {
         next = w->next;
         w->queued = 0;
-        w->cb(w, e->vocab, err);
+        w->cb(w, e->vocab, err, status);
     }
 }
 
@@ -89,10 +89,12 @@ static void on_pieces(gw_fetch_t *f, void *data)
     if (f->rc != CURLE_OK || f->status != 200) {
         char why[300];
 
+        long st = f->rc == CURLE_OK ? f->status : 0;
+
         snprintf(msg, sizeof(msg), "tokenizer of model '%s' failed: %s", e->model->conf->name,
                  gw_fetch_error(f, why, sizeof(why)));
         gw_fetch_free(f);
-        finish(e, msg);
+        finish(e, msg, st);
         return;
     }
     e->vocab = gw_vocab_from_json(f->body.ptr, f->body.len, e->n_vocab, &err);
@@ -105,10 +107,10 @@ static void on_pieces(gw_fetch_t *f, void *data)
     }
     if (e->vocab == NULL) {
         snprintf(msg, sizeof(msg), "tokenizer of model '%s': %s", e->model->conf->name, err.msg);
-        finish(e, msg);
+        finish(e, msg, 0);
         return;
     }
-    finish(e, NULL);
+    finish(e, NULL, 0);
 }
 
 static void on_models(gw_fetch_t *f, void *data)
@@ -121,10 +123,12 @@ static void on_models(gw_fetch_t *f, void *data)
 
     e->fetch = NULL;
     if (f->rc != CURLE_OK || f->status != 200) {
+        long st = f->rc == CURLE_OK ? f->status : 0;
+
         snprintf(msg, sizeof(msg), "cannot read the vocabulary size of model '%s': %s",
                  e->model->conf->name, gw_fetch_error(f, why, sizeof(why)));
         gw_fetch_free(f);
-        finish(e, msg);
+        finish(e, msg, st);
         return;
     }
     root = json_loadb(f->body.ptr, f->body.len, 0, NULL);
@@ -136,7 +140,7 @@ static void on_models(gw_fetch_t *f, void *data)
         json_decref(root);
         snprintf(msg, sizeof(msg), "backend of model '%s' reports no usable data[0].meta.n_vocab "
                  "in /v1/models", e->model->conf->name);
-        finish(e, msg);
+        finish(e, msg, 0);
         return;
     }
     e->n_vocab = (size_t)json_integer_value(nv);
@@ -159,7 +163,7 @@ void gw_tokcache_get(gw_tokcache_t *tc, gw_model_t *m, gw_tokcache_waiter_t *w)
 
     if (e->vocab) {
         w->queued = 0;
-        w->cb(w, e->vocab, NULL);
+        w->cb(w, e->vocab, NULL, 0);
         return;
     }
     w->next = e->waiters;

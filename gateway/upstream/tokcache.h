@@ -16,8 +16,10 @@
 typedef struct gw_tokcache gw_tokcache_t;
 typedef struct gw_tokcache_waiter gw_tokcache_waiter_t;
 
-/* v is borrowed (take a ref to keep it); NULL with err on failure. */
-typedef void (*gw_tokcache_cb)(gw_tokcache_waiter_t *w, gw_vocab_t *v, const char *err);
+/* v is borrowed (take a ref to keep it); NULL with err on failure, and then status is
+ * the backend's HTTP status when it answered (503 while it loads), else 0. */
+typedef void (*gw_tokcache_cb)(gw_tokcache_waiter_t *w, gw_vocab_t *v, const char *err,
+                               long status);
 
 struct gw_tokcache_waiter {
     gw_tokcache_cb cb;

@@ -400,6 +400,17 @@ class StopTokenIds(TokBase):
         self.assertEqual(ch["message"]["content"], " facesmerge")
 
 
+class Loading(GatewayTestCase):
+    def test_token_ids_while_backend_loads_is_503(self):
+        f = self.fake("--load-ms", "3000")
+        gw = self.gateway({"m": {"upstream": f.url}})
+        b = json.dumps({"model": "m", "messages": MSG, "max_tokens": 2, "return_token_ids": True})
+        st, hdrs, resp = request("127.0.0.1", gw.port, "POST", CHAT, b)
+        self.assertEqual(st, 503, resp)
+        self.assertEqual(json.loads(resp)["error"]["message"], "Loading model")
+        self.assertIn(("Retry-After", "1"), hdrs)
+
+
 class CacheRestart(GatewayTestCase):
     def test_vocab_cache_dropped_when_backend_restarts(self):
         f = self.fake()
@@ -411,6 +422,8 @@ class CacheRestart(GatewayTestCase):
         self.assertEqual(request("127.0.0.1", gw.port, "POST", CHAT, b)[0], 502)
         f2 = self.fake("--port", str(port))
         self.assertEqual(f2.port, port)
+        wait_for(lambda: request("127.0.0.1", port, "GET", "/health")[0] == 200, 10,
+                 what="restarted backend ready")
         self.assertEqual(request("127.0.0.1", gw.port, "POST", CHAT, b)[0], 200)
         vocab_calls = [r for r in f2.log_records() if r["path"] == "/tokenize" and
                        isinstance(json.loads(r["body"]).get("content"), list)]
