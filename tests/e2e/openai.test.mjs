@@ -301,6 +301,54 @@ describe('openai Node SDK through llama-gateway', () => {
       (err) => err instanceof OpenAI.BadRequestError && err.status === 400 && err.param === 'messages');
   });
 
+  // Token IDs (vLLM's fields) through the SDK: extra body fields go out as they are and
+  // extra response fields come back on the objects.
+  test('return_token_ids and stop_token_ids (non-stream and stream)', async () => {
+    const base = { model: ALIAS, messages: [{ role: 'user', content: 'Hello there' }],
+      max_tokens: 8, return_token_ids: true };
+    const res = await client.chat.completions.create(base);
+    const ch = res.choices[0];
+    assert.ok(Array.isArray(ch.token_ids) && ch.token_ids.length > 0, JSON.stringify(ch));
+    assert.equal(ch.token_ids.length, res.usage.completion_tokens);
+    assert.equal(ch.token_ids_complete, true);
+    assert.ok(Array.isArray(res.prompt_token_ids));
+    assert.equal(res.prompt_token_ids.length, res.usage.prompt_tokens);
+    assert.equal(ch.logprobs, undefined, 'logprobs the client did not ask for are removed');
+
+    const stream = await client.chat.completions.create({ ...base, stream: true });
+    const ids = [];
+    let text = '';
+    let first = true;
+    for await (const chunk of stream) {
+      if (first) assert.deepEqual(chunk.prompt_token_ids, res.prompt_token_ids);
+      first = false;
+      for (const c of chunk.choices) {
+        ids.push(...c.token_ids);
+        text += c.delta?.content ?? '';
+      }
+    }
+    assert.deepEqual(ids, ch.token_ids);
+    assert.equal(text, ch.message.content);
+
+    // stop at the third generated token: its text is included (not a special token)
+    const stopId = ch.token_ids[2];
+    const cut = await client.chat.completions.create({ ...base, stop_token_ids: [stopId] });
+    const cc = cut.choices[0];
+    assert.equal(cc.finish_reason, 'stop');
+    assert.equal(cc.stop_reason, stopId);
+    assert.deepEqual(cc.token_ids, ch.token_ids.slice(0, 3));
+    assert.ok(ch.message.content.startsWith(cc.message.content));
+
+    const bad = client.chat.completions.create({ ...base, stop_token_ids: [1e9] });
+    await assert.rejects(bad, (err) => err instanceof OpenAI.BadRequestError &&
+      err.param === 'stop_token_ids');
+
+    const comp = await client.completions.create({ model: ALIAS, prompt: 'Once upon a time',
+      max_tokens: 6, return_token_ids: true });
+    assert.equal(comp.choices[0].token_ids.length, comp.usage.completion_tokens);
+    assert.equal(comp.choices[0].prompt_token_ids.length, comp.usage.prompt_tokens);
+  });
+
   // Last: a clean exit on SIGTERM. Under ASan/LSan a leak or a crash makes this fail.
   test('gateway and backend exit cleanly on SIGTERM', async () => {
     const g = await gateway.stop();
