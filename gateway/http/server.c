@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -56,7 +57,10 @@
 
 #define GW_MAX_SSE_EVENT (8u * 1024 * 1024)
 #define GW_MAX_HEADERS_BYTES (64u * 1024)
-#define GW_STREAM_BLOCK (16u * 1024)
+/* The block MHD allocates per callback response. With chunked encoding the reader fills
+ * the connection's own write buffer, so this is only used for HTTP/1.0 clients; a large
+ * one cost 16 KiB per stream for nothing. */
+#define GW_STREAM_BLOCK (2u * 1024)
 /* Per-connection MHD pool: request line, headers, the body being read and one chunk of
  * the response being written. 8 KiB holds an SDK's or curl's header block many times
  * over (a larger one gets 431, like nginx's default 8k header buffers) and keeps 1,000
@@ -75,6 +79,7 @@ struct gw_server {
     uint16_t port;
     time_t started;
     atomic_int stopping;
+    atomic_ulong last_trim_ms;
     pthread_mutex_t mu;            /* guards the proxy list */
     struct gw_proxy *proxies;      /* every live proxy, for shutdown */
 };
@@ -387,6 +392,7 @@ static enum MHD_Result queue_error(gw_req_t *r, struct MHD_Connection *c, gw_err
 static void proxy_unref(gw_proxy_t *px)
 {
     gw_server_t *srv = px->srv;
+    int idle;
 
     if (atomic_fetch_sub(&px->refs, 1) != 1)
         return;
@@ -397,6 +403,7 @@ static void proxy_unref(gw_proxy_t *px)
         srv->proxies = px->next;
     if (px->next)
         px->next->prev = px->prev;
+    idle = srv->proxies == NULL;
     pthread_mutex_unlock(&srv->mu);
 
     if (px->req_headers)
@@ -415,6 +422,14 @@ static void proxy_unref(gw_proxy_t *px)
     gw_vocab_unref(px->tok_vocab);
     pthread_mutex_destroy(&px->mu);
     free(px);
+    if (idle) {
+        /* the last relay ended: give the heap that a burst of streams grew back to the
+         * system (glibc keeps it otherwise); at most once a second */
+        uint64_t now = gw_now_ms(), last = atomic_load(&srv->last_trim_ms);
+
+        if (now - last >= 1000 && atomic_compare_exchange_strong(&srv->last_trim_ms, &last, now))
+            malloc_trim(0);
+    }
 }
 
 /* Resumes the connection if the MHD side suspended it. Caller holds px->mu. */
