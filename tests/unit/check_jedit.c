@@ -1,0 +1,416 @@
+/*
+ * check_jedit.c - unit tests for byte-preserving JSON edits (core/jedit.c).
+ *
+ * Splices added in any order give the same output; insertions at one offset keep the
+ * order they were added in, and come before a deletion at that offset. remove_member
+ * for the first, a middle, the last and the only member, with whitespace around, for
+ * adjacent pairs, and for array elements: every result is compared byte for byte and
+ * parsed back with jansson. append_member into empty and non-empty objects. The
+ * documented limitation (removing the first two members of one object together) is
+ * pinned down so that a change to it is noticed. Last, the output ceiling.
+ */
+#include <check.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/jedit.h"
+#include "core/jspan.h"
+
+/* Applies e to src and compares the output with want (bytes); checks it parses when
+ * `valid` is set. Frees e. */
+static void apply_eq(gw_jedit_t *e, const char *src, const char *want, int valid)
+{
+    gw_buf_t out;
+    json_error_t je;
+
+    gw_buf_init(&out, 1 << 20);
+    ck_assert_int_eq(gw_jedit_apply(e, src, strlen(src), &out), 0);
+    ck_assert_msg(out.len == strlen(want) && memcmp(out.ptr, want, out.len) == 0,
+                  "\n  src:  %s\n  got:  %.*s\n  want: %s", src, (int)out.len,
+                  out.ptr ? out.ptr : "", want);
+    if (valid) {
+        json_t *j = json_loadb(out.ptr, out.len, JSON_DECODE_ANY, &je);
+
+        ck_assert_msg(j != NULL, "not JSON: %s (%s)", want, je.text);
+        json_decref(j);
+    }
+    gw_buf_free(&out);
+    gw_jedit_free(e);
+}
+
+/* Adds remove_member for each key of the object at offset 0 of src. */
+static void remove_keys(gw_jedit_t *e, const char *src, const char *const *keys)
+{
+    size_t len = strlen(src);
+
+    for (; *keys; keys++) {
+        gw_jspan_t m;
+
+        ck_assert_msg(gw_json_member(src, len, 0, *keys, &m) == 1, "%s: no %s", src, *keys);
+        gw_jedit_remove_member(e, src, len, 0, &m);
+    }
+}
+
+static void removed(const char *src, const char *const *keys, const char *want)
+{
+    gw_jedit_t e;
+
+    gw_jedit_init(&e);
+    remove_keys(&e, src, keys);
+    apply_eq(&e, src, want, 1);
+}
+
+#define KEYS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* ---------------------------------------------------------------------------------
+ * Splices
+ * ------------------------------------------------------------------------------- */
+
+START_TEST(test_no_splices_copies)
+{
+    gw_jedit_t e;
+
+    gw_jedit_init(&e);
+    apply_eq(&e, "{\"a\":0.843}", "{\"a\":0.843}", 1);
+    gw_jedit_init(&e);
+    apply_eq(&e, "", "", 0);
+}
+END_TEST
+
+/* The same three splices added in all six orders give one output. */
+START_TEST(test_splices_any_order)
+{
+    static const char src[] = "0123456789";
+    static const int order[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+                                    {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+    int k, i;
+
+    for (k = 0; k < 6; k++) {
+        gw_jedit_t e;
+
+        gw_jedit_init(&e);
+        for (i = 0; i < 3; i++) {
+            switch (order[k][i]) {
+            case 0:
+                gw_jedit_splice(&e, 0, 1, "A", 1); /* replace the first byte */
+                break;
+            case 1:
+                gw_jedit_splice(&e, 4, 3, NULL, 0); /* delete 456 */
+                break;
+            default:
+                gw_jedit_splice(&e, 10, 0, "Z!", 2); /* append at the end */
+                break;
+            }
+        }
+        apply_eq(&e, src, "A123789Z!", 0);
+    }
+}
+END_TEST
+
+START_TEST(test_same_offset_insertion_order)
+{
+    gw_jedit_t e;
+
+    gw_jedit_init(&e);
+    gw_jedit_splice(&e, 3, 0, "a", 1);
+    gw_jedit_splice(&e, 5, 0, "X", 1);
+    gw_jedit_splice(&e, 3, 0, "b", 1);
+    gw_jedit_splice(&e, 3, 0, "c", 1);
+    apply_eq(&e, "01234567", "012abc34X567", 0);
+
+    /* an insertion and a replacement at one offset: the insertion goes first, whichever
+     * was added first */
+    gw_jedit_init(&e);
+    gw_jedit_splice(&e, 2, 2, "R", 1);
+    gw_jedit_splice(&e, 2, 0, "i", 1);
+    apply_eq(&e, "012345", "01iR45", 0);
+    gw_jedit_init(&e);
+    gw_jedit_splice(&e, 2, 0, "i", 1);
+    gw_jedit_splice(&e, 2, 2, "R", 1);
+    apply_eq(&e, "012345", "01iR45", 0);
+
+    /* many insertions at one offset, more than the initial capacity */
+    {
+        char want[64] = "ab";
+        int i;
+
+        gw_jedit_init(&e);
+        for (i = 0; i < 20; i++) {
+            char c = (char)('A' + i);
+
+            gw_jedit_splice(&e, 1, 0, &c, 1);
+            want[1 + i] = c;
+        }
+        want[21] = 'b';
+        want[22] = '\0';
+        apply_eq(&e, "ab", want, 0);
+    }
+}
+END_TEST
+
+START_TEST(test_splice_at_both_ends)
+{
+    gw_jedit_t e;
+
+    gw_jedit_init(&e);
+    gw_jedit_splice(&e, 0, 0, "[", 1);
+    gw_jedit_splice(&e, 3, 0, "]", 1);
+    apply_eq(&e, "1,2", "[1,2]", 1);
+    gw_jedit_init(&e);
+    gw_jedit_splice(&e, 0, 3, "null", 4); /* the whole source */
+    apply_eq(&e, "1,2", "null", 1);
+}
+END_TEST
+
+START_TEST(test_splice_out_of_range_fails)
+{
+    gw_jedit_t e;
+    gw_buf_t out;
+
+    gw_buf_init(&out, 1024);
+    gw_jedit_init(&e);
+    gw_jedit_splice(&e, 2, 5, NULL, 0);
+    ck_assert_int_eq(gw_jedit_apply(&e, "abc", 3, &out), -1);
+    gw_jedit_free(&e);
+    /* an insertion inside a deleted range is a caller bug and is refused */
+    gw_jedit_init(&e);
+    gw_jedit_splice(&e, 0, 3, "x", 1);
+    gw_jedit_splice(&e, 1, 0, "y", 1);
+    gw_buf_reset(&out);
+    ck_assert_int_eq(gw_jedit_apply(&e, "abc", 3, &out), -1);
+    gw_jedit_free(&e);
+    gw_buf_free(&out);
+}
+END_TEST
+
+START_TEST(test_ceiling)
+{
+    gw_jedit_t e;
+    gw_buf_t out;
+
+    gw_buf_init(&out, 4);
+    gw_jedit_init(&e);
+    gw_jedit_splice(&e, 1, 0, "xyz", 3);
+    ck_assert_int_eq(gw_jedit_apply(&e, "ab", 2, &out), -1);
+    gw_jedit_free(&e);
+    gw_buf_free(&out);
+
+    gw_buf_init(&out, 5);
+    gw_jedit_init(&e);
+    gw_jedit_splice(&e, 1, 0, "xyz", 3);
+    ck_assert_int_eq(gw_jedit_apply(&e, "ab", 2, &out), 0);
+    ck_assert_str_eq(out.ptr, "axyzb");
+    gw_jedit_free(&e);
+    gw_buf_free(&out);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------
+ * remove_member
+ * ------------------------------------------------------------------------------- */
+
+START_TEST(test_remove_each_position)
+{
+    static const char src[] = "{\"a\":1,\"b\":[2,{\"x\":0.843}],\"c\":\"3\"}";
+
+    removed(src, KEYS("a"), "{\"b\":[2,{\"x\":0.843}],\"c\":\"3\"}");
+    removed(src, KEYS("b"), "{\"a\":1,\"c\":\"3\"}");
+    removed(src, KEYS("c"), "{\"a\":1,\"b\":[2,{\"x\":0.843}]}");
+    removed("{\"only\":{\"x\":1}}", KEYS("only"), "{}");
+}
+END_TEST
+
+START_TEST(test_remove_with_whitespace)
+{
+    static const char src[] = "{ \"a\" : 1 ,\n  \"b\" : 2 ,\n  \"c\" : 3\n}";
+
+    removed(src, KEYS("a"), "{ \"b\" : 2 ,\n  \"c\" : 3\n}");
+    removed(src, KEYS("b"), "{ \"a\" : 1  ,\n  \"c\" : 3\n}");
+    removed(src, KEYS("c"), "{ \"a\" : 1 ,\n  \"b\" : 2 \n}");
+    removed("{ \"only\" : true }", KEYS("only"), "{  }");
+}
+END_TEST
+
+START_TEST(test_remove_adjacent_pairs)
+{
+    static const char src[] = "{\"a\":1,\"b\":2,\"c\":3,\"d\":4}";
+
+    removed(src, KEYS("b", "c"), "{\"a\":1,\"d\":4}");
+    removed(src, KEYS("c", "b"), "{\"a\":1,\"d\":4}"); /* order added does not matter */
+    removed(src, KEYS("c", "d"), "{\"a\":1,\"b\":2}");
+    removed(src, KEYS("b", "c", "d"), "{\"a\":1}");
+    removed(src, KEYS("a", "c"), "{\"b\":2,\"d\":4}");
+    removed(src, KEYS("a", "d"), "{\"b\":2,\"c\":3}");
+    removed(src, KEYS("a", "c", "d"), "{\"b\":2}");
+    removed(src, KEYS("b", "d"), "{\"a\":1,\"c\":3}");
+}
+END_TEST
+
+/*
+ * The documented limitation: the first member eats the comma after it and the second
+ * eats the comma before it, the same comma, so removing both leaves the comma that
+ * followed the second. This pins the behaviour the header describes; callers avoid it.
+ */
+START_TEST(test_remove_first_two_limitation)
+{
+    gw_jedit_t e;
+    static const char src[] = "{\"a\":1,\"b\":2,\"c\":3}";
+
+    gw_jedit_init(&e);
+    remove_keys(&e, src, KEYS("a", "b"));
+    apply_eq(&e, src, "{,\"c\":3}", 0);
+}
+END_TEST
+
+/* Members of a nested object, found with jspan at the object's own offset. */
+START_TEST(test_remove_nested)
+{
+    static const char src[] =
+        "{\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":{\"content\":[]}}],\"timings\":{}}";
+    gw_jedit_t e;
+    gw_jspan_t ch, el, lp, tm;
+    size_t it = 0, len = sizeof(src) - 1;
+
+    gw_jedit_init(&e);
+    ck_assert_int_eq(gw_json_member(src, len, 0, "choices", &ch), 1);
+    ck_assert_int_eq(gw_json_array_next(src, len, ch.val_off, &it, &el), 1);
+    ck_assert_int_eq(gw_json_member(src, len, el.val_off, "logprobs", &lp), 1);
+    gw_jedit_remove_member(&e, src, len, el.val_off, &lp);
+    ck_assert_int_eq(gw_json_member(src, len, 0, "timings", &tm), 1);
+    gw_jedit_remove_member(&e, src, len, 0, &tm);
+    apply_eq(&e, src, "{\"choices\":[{\"index\":0,\"delta\":{}}]}", 1);
+}
+END_TEST
+
+static void removed_elements(const char *src, const int *which, const char *want)
+{
+    gw_jedit_t e;
+    gw_jspan_t el;
+    size_t it = 0, len = strlen(src);
+    int k = 0, w = 0;
+
+    gw_jedit_init(&e);
+    while (gw_json_array_next(src, len, 0, &it, &el) == 1) {
+        if (which[w] == k) {
+            gw_jedit_remove_member(&e, src, len, 0, &el);
+            w++;
+        }
+        k++;
+    }
+    ck_assert_int_eq(which[w], -1);
+    apply_eq(&e, src, want, 1);
+}
+
+START_TEST(test_remove_array_elements)
+{
+    static const char src[] = "[1,{\"a\":2},\"3\",[4]]";
+
+    removed_elements(src, (const int[]){0, -1}, "[{\"a\":2},\"3\",[4]]");
+    removed_elements(src, (const int[]){1, -1}, "[1,\"3\",[4]]");
+    removed_elements(src, (const int[]){3, -1}, "[1,{\"a\":2},\"3\"]");
+    removed_elements(src, (const int[]){1, 2, -1}, "[1,[4]]");
+    removed_elements(src, (const int[]){1, 2, 3, -1}, "[1]");
+    removed_elements("[7]", (const int[]){0, -1}, "[]");
+    removed_elements("[ 7 , 8 ]", (const int[]){1, -1}, "[ 7  ]");
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------
+ * append_member
+ * ------------------------------------------------------------------------------- */
+
+static void appended(const char *src, size_t obj_off, const char *key, const char *raw,
+                     const char *want)
+{
+    gw_jedit_t e;
+    size_t end = gw_json_skip(src, strlen(src), obj_off), off = obj_off;
+
+    while (src[off] == ' ' || src[off] == '\n')
+        off++;
+    ck_assert_uint_ne(end, (size_t)-1);
+    gw_jedit_init(&e);
+    gw_jedit_append_member(&e, src, off, end - off, key, raw, strlen(raw));
+    apply_eq(&e, src, want, 1);
+}
+
+START_TEST(test_append_member)
+{
+    appended("{}", 0, "k", "[1,2]", "{\"k\":[1,2]}");
+    appended("{ \n }", 0, "k", "true", "{ \n \"k\":true}");
+    appended("{\"a\":1}", 0, "k", "null", "{\"a\":1,\"k\":null}");
+    appended("{\"a\":1 \n}", 0, "k", "\"v\"", "{\"a\":1 \n,\"k\":\"v\"}");
+    appended("{\"a\":{}}", 5, "k", "0", "{\"a\":{\"k\":0}}");
+    appended("[{\"a\":{\"b\":1}},2]", 1, "ids", "[]", "[{\"a\":{\"b\":1},\"ids\":[]},2]");
+}
+END_TEST
+
+START_TEST(test_append_several_in_order)
+{
+    static const char src[] = "{\"a\":1}";
+    gw_jedit_t e;
+
+    gw_jedit_init(&e);
+    gw_jedit_append_member(&e, src, 0, 7, "x", "1", 1);
+    gw_jedit_append_member(&e, src, 0, 7, "y", "2", 1);
+    gw_jedit_append_member(&e, src, 0, 7, "z", "3", 1);
+    apply_eq(&e, src, "{\"a\":1,\"x\":1,\"y\":2,\"z\":3}", 1);
+}
+END_TEST
+
+/* What the token-ID path does to a chunk: remove a member, append after it. */
+START_TEST(test_remove_last_then_append)
+{
+    static const char src[] = "{\"a\":1,\"lp\":{\"c\":[0.843]}}";
+    gw_jedit_t e;
+    gw_jspan_t m;
+
+    gw_jedit_init(&e);
+    ck_assert_int_eq(gw_json_member(src, strlen(src), 0, "lp", &m), 1);
+    gw_jedit_append_member(&e, src, 0, strlen(src), "ids", "[9]", 3);
+    gw_jedit_remove_member(&e, src, strlen(src), 0, &m);
+    apply_eq(&e, src, "{\"a\":1,\"ids\":[9]}", 1);
+}
+END_TEST
+
+static Suite *jedit_suite(void)
+{
+    Suite *s = suite_create("jedit");
+    TCase *tc;
+
+    tc = tcase_create("splice");
+    tcase_add_test(tc, test_no_splices_copies);
+    tcase_add_test(tc, test_splices_any_order);
+    tcase_add_test(tc, test_same_offset_insertion_order);
+    tcase_add_test(tc, test_splice_at_both_ends);
+    tcase_add_test(tc, test_splice_out_of_range_fails);
+    tcase_add_test(tc, test_ceiling);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("remove");
+    tcase_add_test(tc, test_remove_each_position);
+    tcase_add_test(tc, test_remove_with_whitespace);
+    tcase_add_test(tc, test_remove_adjacent_pairs);
+    tcase_add_test(tc, test_remove_first_two_limitation);
+    tcase_add_test(tc, test_remove_nested);
+    tcase_add_test(tc, test_remove_array_elements);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("append");
+    tcase_add_test(tc, test_append_member);
+    tcase_add_test(tc, test_append_several_in_order);
+    tcase_add_test(tc, test_remove_last_then_append);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(jedit_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
