@@ -194,6 +194,7 @@ typedef struct gw_proxy {
     gw_buf_t stage;
     int saw_done, saw_error_event;
     int ever_paused;
+    int connected;               /* curl's prereq callback ran */
 
     /* token-ID path (upstream thread only, after creation) */
     json_t *tok_root;            /* the client's parsed body */
@@ -493,6 +494,22 @@ static void decide(gw_proxy_t *px)
     pthread_mutex_unlock(&px->mu);
 }
 
+/* curl: the connection to the backend is up (new or reused) and the request goes out
+ * now. The deadline becomes the first-byte deadline (re-armed only if it is earlier). */
+static int on_up_connected(void *ud, char *ip, char *local_ip, int port, int local_port)
+{
+    gw_proxy_t *px = ud;
+
+    (void)ip;
+    (void)local_ip;
+    (void)port;
+    (void)local_port;
+    px->connected = 1;
+    gw_upstream_set_deadline(px->srv->up, &px->x,
+                             gw_now_ms() + px->srv->conf->first_byte_timeout_ms);
+    return CURL_PREREQFUNC_OK;
+}
+
 static size_t on_up_header(char *p, size_t size, size_t nitems, void *ud)
 {
     gw_proxy_t *px = ud;
@@ -782,7 +799,11 @@ static void xfer_on_deadline(gw_xfer_t *x)
     gw_proxy_t *px = GW_CONTAINER_OF(x, gw_proxy_t, x);
     const gw_conf_t *conf = px->srv->conf;
 
-    if (!px->headers_done)
+    if (!px->connected) {
+        atomic_store(&px->model->state, GW_MODEL_UNREACHABLE);
+        set_fail(px, GW_ETIMEOUT, "connecting to the backend for model '%s' timed out after %u ms",
+                 px->model->conf->name, conf->connect_timeout_ms);
+    } else if (!px->headers_done)
         set_fail(px, GW_ETIMEOUT, "backend for model '%s' sent no response within %u ms",
                  px->model->conf->name, conf->first_byte_timeout_ms);
     else
@@ -1246,7 +1267,11 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)conf->connect_timeout_ms);
+    /* the connect timeout is ours (a deadline switched in on_up_connected): curl's own
+     * CONNECTTIMEOUT keeps waking every transfer long after it connected, which made a
+     * few hundred silent streams cost ~60 wakeups a second */
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_up_connected);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, px);
     curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, 4L); /* llama-server drops idle ones after 5 s */
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_up_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, px);
@@ -1265,7 +1290,7 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)px->body_len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, px->body ? px->body : "");
     }
-    px->x.deadline_ms = gw_now_ms() + conf->first_byte_timeout_ms;
+    px->x.deadline_ms = gw_now_ms() + conf->connect_timeout_ms;
 
     pthread_mutex_lock(&srv->mu);
     px->next = srv->proxies;
@@ -1665,7 +1690,11 @@ void gw_server_stop(gw_server_t *srv)
     if (srv == NULL)
         return;
     atomic_store(&srv->stopping, 1);
-    MHD_quiesce_daemon(srv->mhd);
+    /* No MHD_quiesce_daemon(): in 0.9.75 with an epoll thread pool it races a worker that
+     * is removing the listen socket from its epoll set itself and then calls MHD_PANIC
+     * ("Failed to remove listen FD from epoll set", seen when SIGTERM follows the start
+     * closely). Requests that arrive during the short drain below are ended at once
+     * because `stopping` is set. */
     /* MHD_stop_daemon panics on suspended connections: resume everything first */
     for (i = 0; i < 500; i++) {
         gw_proxy_t *px;

@@ -432,6 +432,36 @@ class Loading(GatewayTestCase):
 
 
 class Timeouts(GatewayTestCase):
+    def test_504_connect_timeout(self):
+        # a listener that never accepts, with its queue full: SYNs go unanswered
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(0)
+        port = ls.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(f)
+        time.sleep(0.1)
+        try:
+            gw = self.gateway({"m": {"upstream": "http://127.0.0.1:%d" % port}},
+                              extra={"timeouts": {"connect_ms": 300}})
+            t0 = time.monotonic()
+            st, _, resp = request("127.0.0.1", gw.port, "POST", CHAT, json.dumps(chat_body("m")))
+            self.assertEqual(st, 504, resp)
+            self.assertEqual(json.loads(resp)["error"]["code"], "backend_timeout")
+            self.assertIn("connecting", json.loads(resp)["error"]["message"])
+            self.assertLess(time.monotonic() - t0, 2.5)
+        finally:
+            for f in fillers:
+                f.close()
+            ls.close()
+
     def test_504_first_byte_timeout(self):
         f = self.fake()
         gw = self.gateway({"m": {"upstream": f.url}},
