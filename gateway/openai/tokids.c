@@ -831,6 +831,27 @@ static json_t *content_of(const gw_tok_resp_t *r, json_t *c)
     return r->tr.chat ? get_path(c, "message", "content") : json_object_get(c, "text");
 }
 
+/* Non-stream: replaces a choice's text (chat message.content, completions text). */
+static void set_choice_text(const gw_tok_resp_t *r, gw_jedit_t *e, const char *body, size_t len,
+                            const gw_jspan_t *el, const char *text, size_t tlen)
+{
+    gw_jspan_t cs, msg;
+    gw_buf_t lit;
+    int found;
+
+    if (r->tr.chat)
+        found = gw_json_member(body, len, el->val_off, "message", &msg) == 1 &&
+                gw_json_member(body, len, msg.val_off, "content", &cs) == 1;
+    else
+        found = gw_json_member(body, len, el->val_off, "text", &cs) == 1;
+    if (!found)
+        return;
+    gw_buf_init(&lit, (size_t)-1 / 2);
+    gw_buf_add_json_str(&lit, text, tlen);
+    gw_jedit_splice(e, cs.val_off, cs.val_len, lit.ptr, lit.len);
+    gw_buf_free(&lit);
+}
+
 void gw_tok_resp_body(gw_tok_resp_t *r, const char *body, size_t len, gw_buf_t *out)
 {
     json_t *root = json_loadb(body, len, 0, NULL), *choices, *verbose, *usage;
@@ -907,22 +928,12 @@ void gw_tok_resp_body(gw_tok_resp_t *r, const char *body, size_t len, gw_buf_t *
                 memcmp(json_string_value(word), piece, plen) == 0 && json_is_string(content)) {
                 /* llama-server stopped at the stop token's text and cut it; the token is not
                  * special, so its text belongs to the output (vLLM's rule) */
-                gw_jspan_t cs, msg;
-                gw_buf_t lit, txt;
+                gw_buf_t txt;
 
-                gw_buf_init(&lit, (size_t)-1 / 2);
                 gw_buf_init(&txt, (size_t)-1 / 2);
                 gw_buf_add(&txt, json_string_value(content), json_string_length(content));
                 gw_buf_add(&txt, piece, plen);
-                gw_buf_add_json_str(&lit, txt.ptr, txt.len);
-                if (r->tr.chat) {
-                    if (gw_json_member(body, len, el.val_off, "message", &msg) == 1 &&
-                        gw_json_member(body, len, msg.val_off, "content", &cs) == 1)
-                        gw_jedit_splice(&e, cs.val_off, cs.val_len, lit.ptr, lit.len);
-                } else if (gw_json_member(body, len, el.val_off, "text", &cs) == 1) {
-                    gw_jedit_splice(&e, cs.val_off, cs.val_len, lit.ptr, lit.len);
-                }
-                gw_buf_free(&lit);
+                set_choice_text(r, &e, body, len, &el, txt.ptr, txt.len);
                 gw_buf_free(&txt);
             }
             if (cut + 1 < ids.n) {
@@ -948,20 +959,9 @@ void gw_tok_resp_body(gw_tok_resp_t *r, const char *body, size_t len, gw_buf_t *
                 if (json_is_string(content) && all.len == json_string_length(content) &&
                     memcmp(all.ptr ? all.ptr : "", json_string_value(content), all.len) == 0 &&
                     valid != NULL) {
-                    gw_jspan_t cs, msg;
-                    gw_buf_t lit;
                     json_t *lpc;
 
-                    gw_buf_init(&lit, (size_t)-1 / 2);
-                    gw_buf_add_json_str(&lit, text.ptr ? text.ptr : "", text.len);
-                    if (r->tr.chat) {
-                        if (gw_json_member(body, len, el.val_off, "message", &msg) == 1 &&
-                            gw_json_member(body, len, msg.val_off, "content", &cs) == 1)
-                            gw_jedit_splice(&e, cs.val_off, cs.val_len, lit.ptr, lit.len);
-                    } else if (gw_json_member(body, len, el.val_off, "text", &cs) == 1) {
-                        gw_jedit_splice(&e, cs.val_off, cs.val_len, lit.ptr, lit.len);
-                    }
-                    gw_buf_free(&lit);
+                    set_choice_text(r, &e, body, len, &el, text.ptr ? text.ptr : "", text.len);
                     {
                         gw_jspan_t fs;
 
