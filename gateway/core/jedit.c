@@ -119,11 +119,13 @@ int gw_jedit_apply(gw_jedit_t *e, const char *src, size_t len, gw_buf_t *out)
         if (s->off + s->del > len)
             return -1;
         if (s->off < pos) {
+            /* inside a range an earlier splice already replaced: moot */
+            if (s->off + s->del <= pos)
+                continue;
             /* two deletions that share a comma (adjacent members removed): union */
             if (s->ins_len != 0)
-                return -1; /* overlapping insertion: a caller bug */
-            if (s->off + s->del > pos)
-                pos = s->off + s->del;
+                return -1; /* a partly overlapping insertion: a caller bug */
+            pos = s->off + s->del;
             continue;
         }
         if (gw_buf_add(out, src + pos, s->off - pos) != GW_OK ||

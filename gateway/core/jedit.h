@@ -40,7 +40,9 @@ void gw_jedit_remove_member(gw_jedit_t *e, const char *src, size_t len, size_t o
 /* Appends `"key":raw` as the last member of the object spanning [obj_off, obj_off+obj_len). */
 void gw_jedit_append_member(gw_jedit_t *e, const char *src, size_t obj_off, size_t obj_len,
                             const char *key, const char *raw, size_t raw_len);
-/* Applies every splice to src and appends the result to out. -1 if out's ceiling is hit. */
+/* Applies every splice to src and appends the result to out. A splice that lies wholly
+ * inside a range an earlier splice replaced is dropped; deletions that overlap merge.
+ * -1 if out's ceiling is hit or an insertion partly overlaps another splice. */
 int gw_jedit_apply(gw_jedit_t *e, const char *src, size_t len, gw_buf_t *out);
 
 #endif

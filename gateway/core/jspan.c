@@ -32,17 +32,28 @@ static size_t skip_string(const char *p, size_t len, size_t i)
     return (size_t)-1;
 }
 
+/* Characters that may appear in a number or in true/false/null. */
+static int literal_char(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '-' || c == '+' ||
+           c == '.' || c == 'E';
+}
+
 size_t gw_json_skip(const char *p, size_t len, size_t i)
 {
+    unsigned char open[GW_JSPAN_MAX_DEPTH]; /* '{' or '[' per level, to match closers */
     int depth = 0;
 
     i = ws(p, len, i);
     if (i >= len)
         return (size_t)-1;
     for (;;) {
+        unsigned char c;
+
         if (i >= len)
             return (size_t)-1;
-        switch (p[i]) {
+        c = (unsigned char)p[i];
+        switch (c) {
         case '"':
             i = skip_string(p, len, i);
             if (i == (size_t)-1)
@@ -50,13 +61,14 @@ size_t gw_json_skip(const char *p, size_t len, size_t i)
             break;
         case '{':
         case '[':
-            if (++depth > GW_JSPAN_MAX_DEPTH)
+            if (depth == GW_JSPAN_MAX_DEPTH)
                 return (size_t)-1;
+            open[depth++] = c;
             i++;
             break;
         case '}':
         case ']':
-            if (depth == 0)
+            if (depth == 0 || open[depth - 1] != (c == '}' ? '{' : '['))
                 return (size_t)-1;
             depth--;
             i++;
@@ -72,8 +84,11 @@ size_t gw_json_skip(const char *p, size_t len, size_t i)
             i++;
             continue;
         default:
-            /* number, true, false, null: a run of literal characters */
-            while (i < len && strchr(",:]} \t\r\n\"{[", p[i]) == NULL)
+            /* number, true, false, null: a run of literal characters (a NUL or any other
+             * byte is malformed) */
+            if (!literal_char(c))
+                return (size_t)-1;
+            while (i < len && literal_char((unsigned char)p[i]))
                 i++;
             break;
         }

@@ -143,7 +143,16 @@ gw_err_t gw_tok_req_body(json_t *root, gw_tok_req_t *tr, const gw_vocab_t *v, gw
         } else if (json_is_array(old)) {
             json_array_foreach(old, i, x)
             {
-                if (json_is_string(x) && json_string_length(x) > 0)
+                json_t *y;
+
+                if (!json_is_string(x) || json_string_length(x) == 0)
+                    continue;
+                json_array_foreach(stop, j, y)
+                {
+                    if (json_equal(x, y))
+                        break;
+                }
+                if (j == json_array_size(stop))
                     json_array_append(stop, x);
             }
         }
@@ -959,8 +968,6 @@ void gw_tok_resp_body(gw_tok_resp_t *r, const char *body, size_t len, gw_buf_t *
                 if (json_is_string(content) && all.len == json_string_length(content) &&
                     memcmp(all.ptr ? all.ptr : "", json_string_value(content), all.len) == 0 &&
                     valid != NULL) {
-                    json_t *lpc;
-
                     set_choice_text(r, &e, body, len, &el, text.ptr ? text.ptr : "", text.len);
                     {
                         gw_jspan_t fs;
@@ -968,23 +975,17 @@ void gw_tok_resp_body(gw_tok_resp_t *r, const char *body, size_t len, gw_buf_t *
                         if (gw_json_member(body, len, el.val_off, "finish_reason", &fs) == 1)
                             gw_jedit_splice(&e, fs.val_off, fs.val_len, "\"stop\"", 6);
                     }
-                    /* logprobs items after the stop token go too */
-                    lpc = json_array();
-                    for (j = 0; j < q; j++)
-                        json_array_append(lpc, json_array_get(items, j));
+                    /* logprobs items after the stop token go too: removed in place, so
+                     * the kept ones stay byte for byte */
                     if (r->tr.client_logprobs &&
                         gw_json_member(body, len, el.val_off, "logprobs", &lp) == 1) {
-                        json_t *lpo = json_pack("{s:o}", "content", lpc);
+                        gw_jspan_t lc, it_el;
+                        size_t ai = 0, n_el = 0;
 
-                        {
-                            char *s = json_dumps(lpo, JSON_COMPACT | JSON_PRESERVE_ORDER);
-
-                            gw_jedit_splice(&e, lp.val_off, lp.val_len, s, strlen(s));
-                            free(s);
-                        }
-                        json_decref(lpo);
-                    } else {
-                        json_decref(lpc);
+                        if (gw_json_member(body, len, lp.val_off, "content", &lc) == 1)
+                            while (gw_json_array_next(body, len, lc.val_off, &ai, &it_el) == 1)
+                                if (n_el++ >= q)
+                                    gw_jedit_remove_member(&e, body, len, lc.val_off, &it_el);
                     }
                     /* usage counts what the client got */
                     {
@@ -1057,9 +1058,14 @@ void gw_tok_resp_body(gw_tok_resp_t *r, const char *body, size_t len, gw_buf_t *
         append_member_ids(&e, body, to, tl, "prompt_token_ids", r->prompt, r->n_prompt);
     }
 emit:
-    if (gw_jedit_apply(&e, body, len, out) != 0) {
-        out->len = 0;
-        gw_buf_add(out, body, len);
+    {
+        size_t start = out->len;
+
+        if (gw_jedit_apply(&e, body, len, out) != 0) {
+            /* cannot happen with well-formed edits: pass the backend's body */
+            out->len = start;
+            gw_buf_add(out, body, len);
+        }
     }
     gw_jedit_free(&e);
     json_decref(root);

@@ -173,10 +173,18 @@ START_TEST(test_splice_out_of_range_fails)
     gw_jedit_splice(&e, 2, 5, NULL, 0);
     ck_assert_int_eq(gw_jedit_apply(&e, "abc", 3, &out), -1);
     gw_jedit_free(&e);
-    /* an insertion inside a deleted range is a caller bug and is refused */
+    /* an edit wholly inside a range that an earlier splice replaced is moot: dropped */
     gw_jedit_init(&e);
     gw_jedit_splice(&e, 0, 3, "x", 1);
     gw_jedit_splice(&e, 1, 0, "y", 1);
+    gw_buf_reset(&out);
+    ck_assert_int_eq(gw_jedit_apply(&e, "abc", 3, &out), 0);
+    ck_assert_str_eq(out.ptr, "x");
+    gw_jedit_free(&e);
+    /* a replacement that only partly overlaps another splice is a caller bug: refused */
+    gw_jedit_init(&e);
+    gw_jedit_splice(&e, 0, 2, "x", 1);
+    gw_jedit_splice(&e, 1, 2, "y", 1);
     gw_buf_reset(&out);
     ck_assert_int_eq(gw_jedit_apply(&e, "abc", 3, &out), -1);
     gw_jedit_free(&e);
