@@ -243,6 +243,11 @@ typedef struct choice_state {
     int64_t stop_id;
     json_t *missing;      /* [{"position","count","reason"}] */
     int sent_first;
+    char pending[4096];   /* text of chunks that came without an item since the last one
+                           * (speculative decoding sends tokens without probabilities) */
+    size_t n_pending;
+    int pending_bad;      /* a parser reshaped the text (tool calls, reasoning): the
+                           * deltas are not the tokens' text, so never split them */
 } choice_state_t;
 
 struct gw_tok_resp {
@@ -366,10 +371,22 @@ static size_t item_bytes(json_t *item, char *buf, size_t cap)
 static int recover_gap(gw_tok_resp_t *r, choice_state_t *st, json_t *item, size_t missing,
                        idvec_t *out)
 {
-    char buf[4096], comb[8192];
-    size_t n = item_bytes(item, buf, sizeof(buf)), plen, i, k;
+    char buf[8192], comb[12288];
+    size_t n = st->n_pending, plen, i, k;
     const char *piece = gw_vocab_piece(r->vocab, json_integer_value(json_object_get(item, "id")),
                                        &plen);
+
+    /* the missing tokens' text: whatever came without items, then what this item
+     * carries before its own piece */
+    if (st->pending_bad && n > 0) {
+        add_missing(st, st->accounted, missing, "text_reshaped_by_parser");
+        st->accounted += missing;
+        st->n_pending = 0;
+        return 0;
+    }
+    memcpy(buf, st->pending, n);
+    n += item_bytes(item, buf + n, sizeof(buf) - n);
+    st->n_pending = 0;
     int32_t ids[64], found[64];
     int n_found = 0, textless = 0;
     json_t *w;
@@ -578,6 +595,23 @@ static int64_t end_gap(gw_tok_resp_t *r, choice_state_t *st, json_t *verbose,
         *stop_reason = json_incref(word);
     if (missing == 0)
         return -1;
+    if (st->n_pending > 0 && !is_word && !st->pending_bad) {
+        /* tokens whose text came without items (speculative decoding), then maybe the
+         * end-of-generation token, which has no text */
+        int32_t ids[64];
+        int eog = finish && strcmp(finish, "stop") == 0;
+        size_t k = missing - (eog ? 1 : 0), i;
+
+        if (k > 0 && k <= 64 && gw_vocab_split(r->vocab, st->pending, st->n_pending, k, ids) == 1) {
+            for (i = 0; i < k; i++)
+                idvec_push(out, ids[i]);
+            st->accounted += k;
+            missing -= k;
+        }
+        st->n_pending = 0;
+        if (missing == 0)
+            return -1;
+    }
     if (is_word && missing == 1) {
         int32_t id;
 
@@ -681,9 +715,34 @@ int gw_tok_resp_event(gw_tok_resp_t *r, const char *data, size_t len, gw_buf_t *
             gw_jedit_remove_member(&e, data, len, chs.val_off, &el);
             continue;
         }
+        if (r->tr.chat) {
+            const char *key;
+            json_t *v;
+
+            json_object_foreach(json_object_get(c, "delta"), key, v)
+            {
+                if (strcmp(key, "role") != 0 && strcmp(key, "content") != 0)
+                    st->pending_bad = 1;
+            }
+            if (r->tr.tools_stream)
+                st->pending_bad = 1;
+        }
+        if (n_items == 0 && !json_is_string(fr)) {
+            json_t *t = r->tr.chat ? get_path(c, "delta", "content") : json_object_get(c, "text");
+            size_t tl = json_string_length(t);
+
+            if (tl > 0 && st->n_pending + tl <= sizeof(st->pending)) {
+                memcpy(st->pending + st->n_pending, json_string_value(t), tl);
+                st->n_pending += tl;
+            } else if (tl > 0) {
+                st->pending_bad = 1; /* too much to hold: do not guess from a part */
+            }
+        }
         if (n_items > 0) {
             json_t *item;
 
+            if (predicted < 0 || (size_t)predicted <= st->accounted + n_items)
+                st->n_pending = 0; /* no gap: that text was this token's own */
             if (predicted >= 0 && (size_t)predicted > st->accounted + n_items) {
                 size_t gap = (size_t)predicted - st->accounted - n_items;
 

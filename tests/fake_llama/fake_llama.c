@@ -474,6 +474,8 @@ typedef struct fl_job {
     long long created;
     int include_usage;
     int timings_per_token; /* every chunk carries timings (predicted_n so far) */
+    int spec_every;        /* fake_spec_every: emulate speculative decoding, where only
+                            * every Nth token's stream chunk carries its logprobs item */
     int verbose;
     int return_tokens;
     int n_probs;
@@ -758,6 +760,8 @@ static void emit_error_event(fl_job_t *j, const char *msg)
 static int emit_token(fl_job_t *j, int ci, const fl_step_t *st)
 {
     const fl_gen_t *g = &j->gens[ci];
+    /* speculative decoding: draft-accepted tokens have no probabilities (llama-server) */
+    int has_item = st->has_item && !(j->spec_every > 0 && g->n_decoded % j->spec_every != 0);
 
     if (st->incomplete)
         return 0;
@@ -776,7 +780,7 @@ static int emit_token(fl_job_t *j, int ci, const fl_step_t *st)
             json_object_set_new(delta, "content", fl_json_bytes(st->send.p ? st->send.p : "",
                                                                 st->send.n));
             emit(j, chat_chunk(j, chat_choice(ci, NULL, delta,
-                                              st->has_item ? item_wrap(st->item) : NULL)));
+                                              has_item ? item_wrap(st->item) : NULL)));
             break;
         }
         if (g->n_decoded == 1) {
@@ -789,7 +793,7 @@ static int emit_token(fl_job_t *j, int ci, const fl_step_t *st)
             json_t *delta = json_object();
             json_object_set_new(delta, "content", fl_json_bytes(st->send.p, st->send.n));
             json_t *o = chat_chunk(j, chat_choice(ci, NULL, delta,
-                                                  st->has_item ? item_wrap(st->item) : NULL));
+                                                  has_item ? item_wrap(st->item) : NULL));
             if (st->stop_now)
                 json_object_set_new(o, "timings", timings_json(j, g));
             emit(j, o);
@@ -797,7 +801,7 @@ static int emit_token(fl_job_t *j, int ci, const fl_step_t *st)
         break;
     case EP_CMPL: {
         json_t *o = cmpl_chunk(j, ci, st->send.p ? st->send.p : "", st->send.n,
-                               st->has_item ? item_wrap(st->item) : NULL, NULL);
+                               has_item ? item_wrap(st->item) : NULL, NULL);
         json_object_set_new(o, "id", json_string(j->id));
         if (st->stop_now)
             json_object_set_new(o, "timings", timings_json(j, g));
@@ -1296,6 +1300,9 @@ static fl_job_t *job_new(fl_req_t *r, fl_ep_t ep, json_t *body, fl_err_t *e)
         json_t *so = json_object_get(body, "stream_options");
         j->include_usage = json_is_object(so) && get_bool(so, "include_usage", 0);
         j->timings_per_token = get_bool(body, "timings_per_token", 0);
+        if (json_is_integer(json_object_get(body, "fake_spec_every")))
+            j->spec_every = clamp_int(json_integer_value(json_object_get(body, "fake_spec_every")),
+                                      0, 1000);
     } else {
         json_t *np = json_object_get(body, "n_probs");
         if (!np)

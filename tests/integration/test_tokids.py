@@ -285,6 +285,23 @@ class Gaps(TokBase):
         self.assertNotIn("[DONE]", ev)
         self.assertIn("error", json.loads(ev[-1]))
 
+    def test_speculative_decoding_tokens_without_items(self):
+        # draft-accepted tokens come without probabilities: only every 3rd chunk has an item
+        ns = self.chat(max_tokens=10)
+        ids = ns["choices"][0]["token_ids"]
+        chunks, _ = self.chat(stream=True, max_tokens=10, fake_spec_every=3)
+        self.assertEqual(self.stream_ids(chunks), ids)
+        self.assertTrue(self.finish(chunks)["token_ids_complete"])
+        self.assertEqual(self.stream_text(chunks), ns["choices"][0]["message"]["content"])
+        # ... also when the last tokens come without items and an EOG ends the stream
+        toks = [393, 394, 392, 395, 3]
+        chunks, _ = self.chat(stream=True, fake_tokens=toks, fake_spec_every=2)
+        fin = self.finish(chunks)
+        self.assertEqual(self.stream_ids(chunks), toks[:4])
+        self.assertEqual(fin["token_ids_missing"],
+                         [{"position": 4, "count": 1,
+                           "reason": "end_of_generation_token_not_reported"}])
+
     def test_tools_with_stream_get_no_logprobs(self):
         tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
         chunks, _ = self.chat(stream=True, tools=tools, max_tokens=3)
