@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 
 #include "backend/registry.h"
+#include "backend/supervisor.h"
 #include "conf/conf.h"
 #include "core/log.h"
 #include "http/server.h"
@@ -44,6 +45,7 @@ int main(int argc, char **argv)
     long port_override = -1;
     gw_conf_t *conf = NULL;
     gw_registry_t *reg = NULL;
+    gw_supervisor_t *sup = NULL;
     gw_server_t *srv = NULL;
     gw_errbuf_t err;
     sigset_t set;
@@ -101,6 +103,11 @@ int main(int argc, char **argv)
     }
 
     reg = gw_registry_new(conf);
+    /* spawned backends: the supervisor thread forks them and must outlive them */
+    if (gw_supervisor_new(conf, reg, &sup, &err) != GW_OK) {
+        fprintf(stderr, "llama-gateway: %s\n", err.msg);
+        goto out;
+    }
     if (gw_server_start(conf, reg, &srv, &err) != GW_OK) {
         fprintf(stderr, "llama-gateway: %s\n", err.msg);
         goto out;
@@ -108,8 +115,15 @@ int main(int argc, char **argv)
     GW_LOG(GW_LOG_INFO, "llama-gateway %s listening on %s:%u with %zu model%s", GW_VERSION,
            conf->listen_host, (unsigned)gw_server_port(srv), conf->n_models,
            conf->n_models == 1 ? "" : "s");
-    for (i = 0; i < (int)conf->n_models; i++)
-        GW_LOG(GW_LOG_INFO, "model %s -> %s", conf->models[i].name, conf->models[i].upstream);
+    for (i = 0; i < (int)conf->n_models; i++) {
+        const gw_model_conf_t *mc = &conf->models[i];
+
+        if (mc->n_command == 0)
+            GW_LOG(GW_LOG_INFO, "model %s -> %s", mc->name, mc->upstream);
+        else
+            GW_LOG(GW_LOG_INFO, "model %s -> spawned on demand: %s (%u MB of VRAM, ttl %u s)",
+                   mc->name, mc->command[0], mc->vram_mb, mc->ttl_s);
+    }
     /* a line for scripts and tests that start us on port 0 */
     printf("llama-gateway listening on %s:%u\n", conf->listen_host, (unsigned)gw_server_port(srv));
     fflush(stdout);
@@ -121,6 +135,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     gw_server_stop(srv);
+    gw_supervisor_free(sup); /* after the server: no request can lease a model any more */
     gw_registry_free(reg);
     gw_conf_free(conf);
     curl_global_cleanup();

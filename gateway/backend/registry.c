@@ -21,6 +21,7 @@ gw_registry_t *gw_registry_new(const gw_conf_t *conf)
     for (i = 0; i < reg->n; i++) {
         reg->models[i].conf = &conf->models[i];
         reg->models[i].index = i;
+        atomic_init(&reg->models[i].upstream, conf->models[i].upstream);
         atomic_init(&reg->models[i].state, GW_MODEL_UNKNOWN);
         atomic_init(&reg->models[i].inflight, 0);
         atomic_init(&reg->models[i].requests, 0);

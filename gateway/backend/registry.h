@@ -21,8 +21,17 @@ typedef enum gw_model_state {
     GW_MODEL_UNREACHABLE, /* last attempt could not connect */
 } gw_model_state_t;
 
+struct gw_proc;
+
 typedef struct gw_model {
     const gw_model_conf_t *conf; /* borrowed from the configuration */
+    struct gw_proc *proc;        /* the supervisor's state for a spawned model, else NULL;
+                                    set before serving, then constant */
+    /* The backend's base URL: conf->upstream, or for a command with ${PORT}
+     * "http://127.0.0.1:PORT" (backend/supervisor.c picks the port before serving and
+     * keeps it across restarts unless another process took it). Read it once per use;
+     * a string once published stays valid until the supervisor is freed. */
+    const char *_Atomic upstream;
     size_t index;
     atomic_int state;            /* gw_model_state_t */
     atomic_long inflight;        /* requests currently relayed */

@@ -16,12 +16,19 @@
  * against the request's "model" field, so it may contain '/' (clients commonly send
  * Hugging Face ids such as "Qwen/Qwen2.5-7B-Instruct"), but not whitespace or control
  * characters. Names and aliases share one namespace. Within a model, `upstream` is
- * required: a model without a backend cannot be served.
+ * required unless a `command` that uses ${PORT} gives the backend's address: a model
+ * without a backend cannot be served.
+ *
+ * Spawned models (`command`, `env`, `vram_mb`, `ttl_s`, `start_timeout_ms`) and the
+ * `backends` section are checked together at the end, because they refer to each
+ * other in any file order: a model's vram_mb must fit the budget, preload names must
+ * be spawned models, and the backoff ceiling must not be below its start.
  *
  * Not thread-safe in one respect: file errors use strerror(). Load at start-up.
  */
 #include "conf/conf.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -29,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -80,6 +88,16 @@ static const conf_key_t conf_keys[] = {
     NUM("timeouts", "idle_stream_ms", KEY_UINT, idle_stream_timeout_ms, 1, DAY_MS, 300000),
     NUM("timeouts", "request_ms", KEY_UINT, request_timeout_ms, 1, DAY_MS, 60000),
     NUM("log", "level", KEY_LOG_LEVEL, log_level, 0, 3, 2),
+    NUM("backends", "vram_budget_mb", KEY_UINT, vram_budget_mb, 0, 16777216, 0),
+    NUM("backends", "ttl_s", KEY_UINT, ttl_s, 0, 31536000, 0),
+    NUM("backends", "start_timeout_ms", KEY_UINT, start_timeout_ms, 1, DAY_MS, 120000),
+    NUM("backends", "stop_grace_ms", KEY_UINT, stop_grace_ms, 0, 600000, 5000),
+    NUM("backends", "queue_max", KEY_UINT, queue_max, 0, 100000, 64),
+    NUM("backends", "swap_wait_ms", KEY_UINT, swap_wait_ms, 0, DAY_MS, 60000),
+    NUM("backends", "restart_backoff_ms", KEY_UINT, backoff_ms, 1, DAY_MS, 1000),
+    NUM("backends", "restart_backoff_max_ms", KEY_UINT, backoff_max_ms, 1, DAY_MS, 60000),
+    NUM("backends", "health_interval_ms", KEY_UINT, health_interval_ms, 5, 60000, 100),
+    NUM("backends", "loading_ping_ms", KEY_UINT, loading_ping_ms, 50, 600000, 3000),
     {NULL, NULL, 0, 0, 0, 0, 0, NULL},
 };
 
@@ -301,7 +319,23 @@ static gw_err_t load_key(gw_conf_t *c, const conf_key_t *k, json_t *v, gw_errbuf
     return GW_EINTERNAL;
 }
 
-static gw_err_t load_section(gw_conf_t *c, const char *section, json_t *obj, gw_errbuf_t *err)
+static gw_err_t load_preload_names(json_t *arr, json_t **names, gw_errbuf_t *err)
+{
+    size_t i;
+    json_t *v;
+
+    if (!json_is_array(arr))
+        return gw_errf(err, GW_EPARAM, NULL, "backends.preload: expected an array of model names");
+    json_array_foreach(arr, i, v) {
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return gw_errf(err, GW_EPARAM, NULL, "backends.preload[%zu]: expected a model name", i);
+    }
+    *names = json_incref(arr); /* resolved against the models at the end */
+    return GW_OK;
+}
+
+static gw_err_t load_section(gw_conf_t *c, const char *section, json_t *obj, json_t **preload,
+                             gw_errbuf_t *err)
 {
     const conf_key_t *k;
     const char *name;
@@ -311,6 +345,12 @@ static gw_err_t load_section(gw_conf_t *c, const char *section, json_t *obj, gw_
     if (!json_is_object(obj))
         return gw_errf(err, GW_EPARAM, NULL, "%s: expected an object", section);
     json_object_foreach(obj, name, v) {
+        if (strcmp(section, "backends") == 0 && strcmp(name, "preload") == 0) {
+            rc = load_preload_names(v, preload, err);
+            if (rc != GW_OK)
+                return rc;
+            continue;
+        }
         k = find_key(section, name);
         if (k == NULL)
             return gw_errf(err, GW_EPARAM, NULL, "%s.%s: unknown key", section, name);
@@ -375,11 +415,214 @@ static gw_err_t load_aliases(gw_model_conf_t *m, json_t *arr, json_t *seen, gw_e
     return GW_OK;
 }
 
+/* ---------------------------------------------------------------------------------
+ * Spawned models: command templates, env, and the probe address
+ * ------------------------------------------------------------------------------- */
+
+#define TTL_UNSET UINT32_MAX /* a model's ttl_s until the backends default is known */
+
+/*
+ * Finds the next ${NAME} reference in s at or after *p. Returns 1 and sets *name,
+ * *len (the NAME) and *p (past the '}'), 0 at the end, -1 for a "${" without '}'.
+ */
+static int next_var(const char **p, const char **name, size_t *len)
+{
+    const char *q = strstr(*p, "${"), *end;
+
+    if (q == NULL)
+        return 0;
+    end = strchr(q + 2, '}');
+    if (end == NULL)
+        return -1;
+    *name = q + 2;
+    *len = (size_t)(end - q - 2);
+    *p = end + 1;
+    return 1;
+}
+
+static int var_is(const char *name, size_t len, const char *want)
+{
+    return strlen(want) == len && memcmp(name, want, len) == 0;
+}
+
+/* Checks the ${...} references of a template at path; sets *uses_port for ${PORT}. */
+static gw_err_t check_template(const char *s, const char *path, int *uses_port, gw_errbuf_t *err)
+{
+    const char *p = s, *name;
+    size_t len;
+    int rc;
+
+    while ((rc = next_var(&p, &name, &len)) == 1) {
+        if (var_is(name, len, "PORT")) {
+            *uses_port = 1;
+        } else if (!var_is(name, len, "MODEL")) {
+            return gw_errf(err, GW_EPARAM, NULL,
+                           "%s: unknown variable ${%.*s} (only ${PORT} and ${MODEL} expand)",
+                           path, (int)(len > QUOTE_MAX ? QUOTE_MAX : len), name);
+        }
+    }
+    if (rc < 0)
+        return gw_errf(err, GW_EPARAM, NULL, "%s: \"${\" without a closing '}'", path);
+    return GW_OK;
+}
+
+char *gw_conf_expand(const char *tmpl, const char *model, unsigned port)
+{
+    gw_buf_t b;
+    const char *p = tmpl, *prev = tmpl, *name;
+    size_t len;
+    char *out;
+
+    gw_buf_init(&b, CONF_MAX_FILE);
+    while (next_var(&p, &name, &len) == 1) {
+        gw_buf_add(&b, prev, (size_t)(name - 2 - prev));
+        if (var_is(name, len, "PORT"))
+            gw_buf_addf(&b, "%u", port);
+        else if (var_is(name, len, "MODEL"))
+            gw_buf_adds(&b, model);
+        else
+            gw_buf_add(&b, name - 2, len + 3);
+        prev = p;
+    }
+    gw_buf_adds(&b, prev);
+    out = gw_buf_take(&b, NULL);
+    return out ? out : gw_xstrdup("");
+}
+
+int gw_conf_split_http_url(const char *url, char *host, size_t host_cap, unsigned *port,
+                           const char **path)
+{
+    const char *h, *hend, *p;
+    unsigned char addr[16];
+    char tmp[64];
+    long v = 0;
+    int af = AF_INET;
+
+    if (strncasecmp(url, "http://", 7) != 0)
+        return -1;
+    h = url + 7;
+    if (*h == '[') {
+        hend = strchr(h, ']');
+        if (hend == NULL)
+            return -1;
+        h++;
+        p = hend + 1;
+        af = AF_INET6;
+    } else {
+        hend = h + strcspn(h, ":/");
+        p = hend;
+    }
+    if (*p != ':' || (size_t)(hend - h) >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, h, (size_t)(hend - h));
+    tmp[hend - h] = '\0';
+    if (af == AF_INET && strcasecmp(tmp, "localhost") == 0)
+        snprintf(tmp, sizeof(tmp), "127.0.0.1");
+    if (inet_pton(af, tmp, addr) != 1)
+        return -1;
+    for (p++; *p >= '0' && *p <= '9' && v <= 65535; p++)
+        v = v * 10 + (*p - '0');
+    if (v < 1 || v > 65535 || (*p != '\0' && *p != '/'))
+        return -1;
+    if (host) {
+        if (strlen(tmp) >= host_cap)
+            return -1;
+        memcpy(host, tmp, strlen(tmp) + 1);
+    }
+    if (port)
+        *port = (unsigned)v;
+    if (path)
+        *path = p;
+    return 0;
+}
+
+static gw_err_t load_command(gw_model_conf_t *m, json_t *arr, const char *mpath, gw_errbuf_t *err)
+{
+    char path[GW_ERRBUF_LEN + 64]; /* mpath is at most GW_ERRBUF_LEN */
+    size_t i;
+    json_t *v;
+    gw_err_t rc;
+
+    if (!json_is_array(arr) || json_array_size(arr) == 0)
+        return gw_errf(err, GW_EPARAM, NULL, "%s.command: expected a non-empty array of strings",
+                       mpath);
+    m->command = gw_xcalloc(json_array_size(arr), sizeof(*m->command));
+    json_array_foreach(arr, i, v) {
+        snprintf(path, sizeof(path), "%s.command[%zu]", mpath, i);
+        if (!json_is_string(v))
+            return gw_errf(err, GW_EPARAM, NULL, "%s: expected a string", path);
+        if (i == 0 && json_string_length(v) == 0)
+            return gw_errf(err, GW_EPARAM, NULL, "%s: expected the program to run", path);
+        rc = check_template(json_string_value(v), path, &m->uses_port, err);
+        if (rc != GW_OK)
+            return rc;
+        m->command[m->n_command++] = gw_xstrdup(json_string_value(v));
+    }
+    return GW_OK;
+}
+
+static int valid_env_name(const char *s)
+{
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+        return 0;
+    for (s++; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_' ||
+              (*s >= '0' && *s <= '9')))
+            return 0;
+    return 1;
+}
+
+static gw_err_t load_env(gw_model_conf_t *m, json_t *obj, const char *mpath, gw_errbuf_t *err)
+{
+    char path[GW_ERRBUF_LEN + 64]; /* mpath is at most GW_ERRBUF_LEN */
+    const char *name;
+    json_t *v;
+    gw_err_t rc;
+    char *q;
+
+    if (!json_is_object(obj))
+        return gw_errf(err, GW_EPARAM, NULL, "%s.env: expected an object of strings", mpath);
+    m->env_names = gw_xcalloc(json_object_size(obj) + 1, sizeof(char *));
+    m->env_values = gw_xcalloc(json_object_size(obj) + 1, sizeof(char *));
+    json_object_foreach(obj, name, v) {
+        if (!valid_env_name(name)) {
+            q = quote(name);
+            gw_errf(err, GW_EPARAM, NULL,
+                    "%s.env: invalid variable name %s: expected letters, digits and '_', not "
+                    "starting with a digit",
+                    mpath, q);
+            free(q);
+            return GW_EPARAM;
+        }
+        snprintf(path, sizeof(path), "%s.env.%s", mpath, name);
+        if (!json_is_string(v))
+            return gw_errf(err, GW_EPARAM, NULL, "%s: expected a string", path);
+        rc = check_template(json_string_value(v), path, &m->uses_port, err);
+        if (rc != GW_OK)
+            return rc;
+        m->env_names[m->n_env] = gw_xstrdup(name);
+        m->env_values[m->n_env++] = gw_xstrdup(json_string_value(v));
+    }
+    return GW_OK;
+}
+
+static gw_err_t load_model_uint(unsigned *dst, json_t *v, const char *path, const char *key,
+                                json_int_t lo, json_int_t hi, gw_errbuf_t *err)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return gw_errf(err, GW_EPARAM, NULL,
+                       "%s.%s: expected an integer from %" JSON_INTEGER_FORMAT
+                       " to %" JSON_INTEGER_FORMAT,
+                       path, key, lo, hi);
+    *dst = (unsigned)json_integer_value(v);
+    return GW_OK;
+}
+
 static gw_err_t load_model(gw_model_conf_t *m, const char *name, json_t *obj, json_t *seen,
                            gw_errbuf_t *err)
 {
     char path[GW_ERRBUF_LEN];
-    const char *key, *s;
+    const char *key, *s, *spawn_key = NULL;
     json_t *v;
     size_t n;
     gw_err_t rc;
@@ -395,6 +638,7 @@ static gw_err_t load_model(gw_model_conf_t *m, const char *name, json_t *obj, js
         return GW_EPARAM;
     }
     m->name = gw_xstrdup(name);
+    m->ttl_s = TTL_UNSET;
     snprintf(path, sizeof(path), "models.%s", name);
     if (!json_is_object(obj))
         return gw_errf(err, GW_EPARAM, NULL, "%s: expected an object", path);
@@ -403,6 +647,7 @@ static gw_err_t load_model(gw_model_conf_t *m, const char *name, json_t *obj, js
         return rc;
 
     json_object_foreach(obj, key, v) {
+        rc = GW_OK;
         if (strcmp(key, "upstream") == 0) {
             if (!json_is_string(v) || !valid_upstream(json_string_value(v)))
                 return gw_errf(err, GW_EPARAM, NULL, "%s.upstream: expected an http(s) URL",
@@ -414,8 +659,6 @@ static gw_err_t load_model(gw_model_conf_t *m, const char *name, json_t *obj, js
             m->upstream = gw_xstrndup(s, n);
         } else if (strcmp(key, "aliases") == 0) {
             rc = load_aliases(m, v, seen, err);
-            if (rc != GW_OK)
-                return rc;
         } else if (strcmp(key, "api_key") == 0) {
             if (!json_is_string(v) || json_string_length(v) == 0)
                 return gw_errf(err, GW_EPARAM, NULL, "%s.api_key: expected a non-empty string",
@@ -424,12 +667,48 @@ static gw_err_t load_model(gw_model_conf_t *m, const char *name, json_t *obj, js
                 return gw_errf(err, GW_EPARAM, NULL,
                                "%s.api_key: must not contain control characters", path);
             m->api_key = gw_xstrdup(json_string_value(v));
+        } else if (strcmp(key, "command") == 0) {
+            rc = load_command(m, v, path, err);
+        } else if (strcmp(key, "env") == 0) {
+            rc = load_env(m, v, path, err);
+            spawn_key = spawn_key ? spawn_key : "env";
+        } else if (strcmp(key, "vram_mb") == 0) {
+            rc = load_model_uint(&m->vram_mb, v, path, key, 0, 16777216, err);
+            spawn_key = spawn_key ? spawn_key : "vram_mb";
+        } else if (strcmp(key, "ttl_s") == 0) {
+            rc = load_model_uint(&m->ttl_s, v, path, key, 0, 31536000, err);
+            spawn_key = spawn_key ? spawn_key : "ttl_s";
+        } else if (strcmp(key, "start_timeout_ms") == 0) {
+            rc = load_model_uint(&m->start_timeout_ms, v, path, key, 1, DAY_MS, err);
+            spawn_key = spawn_key ? spawn_key : "start_timeout_ms";
         } else {
             return gw_errf(err, GW_EPARAM, NULL, "%s.%s: unknown key", path, key);
         }
+        if (rc != GW_OK)
+            return rc;
     }
-    if (m->upstream == NULL)
-        return gw_errf(err, GW_EPARAM, NULL, "%s.upstream: required key is missing", path);
+    if (m->n_command == 0) {
+        if (spawn_key != NULL)
+            return gw_errf(err, GW_EPARAM, NULL, "%s.%s: only valid with a command", path,
+                           spawn_key);
+        if (m->upstream == NULL)
+            return gw_errf(err, GW_EPARAM, NULL, "%s.upstream: required key is missing", path);
+    } else if (m->uses_port) {
+        if (m->upstream != NULL)
+            return gw_errf(err, GW_EPARAM, NULL,
+                           "%s.upstream: must not be set when the command uses ${PORT} (the "
+                           "backend is then http://127.0.0.1:PORT)",
+                           path);
+    } else {
+        if (m->upstream == NULL)
+            return gw_errf(err, GW_EPARAM, NULL,
+                           "%s.upstream: required when the command does not use ${PORT}", path);
+        if (gw_conf_split_http_url(m->upstream, NULL, 0, NULL, NULL) != 0)
+            return gw_errf(err, GW_EPARAM, NULL,
+                           "%s.upstream: with a command, expected http://IP:PORT (the health "
+                           "check connects there)",
+                           path);
+    }
     return GW_OK;
 }
 
@@ -464,12 +743,91 @@ out:
  * Entry points
  * ------------------------------------------------------------------------------- */
 
+/* Finds a model by name or alias; returns its index or -1. */
+static long model_index(const gw_conf_t *c, const char *name)
+{
+    size_t i, j;
+
+    for (i = 0; i < c->n_models; i++) {
+        if (strcmp(c->models[i].name, name) == 0)
+            return (long)i;
+        for (j = 0; j < c->models[i].n_aliases; j++)
+            if (strcmp(c->models[i].aliases[j], name) == 0)
+                return (long)i;
+    }
+    return -1;
+}
+
+/* The checks between sections, once everything is loaded; then the defaults. */
+static gw_err_t finish(gw_conf_t *c, json_t *preload, gw_errbuf_t *err)
+{
+    unsigned long long total = 0;
+    size_t i, j;
+    json_t *v;
+    char *q;
+
+    if (c->backoff_max_ms < c->backoff_ms)
+        return gw_errf(err, GW_EPARAM, NULL,
+                       "backends.restart_backoff_max_ms: must be at least "
+                       "backends.restart_backoff_ms (%u)",
+                       c->backoff_ms);
+    for (i = 0; i < c->n_models; i++) {
+        gw_model_conf_t *m = &c->models[i];
+
+        if (c->vram_budget_mb > 0 && m->vram_mb > c->vram_budget_mb)
+            return gw_errf(err, GW_EPARAM, NULL,
+                           "models.%s.vram_mb: %u exceeds backends.vram_budget_mb (%u)", m->name,
+                           m->vram_mb, c->vram_budget_mb);
+        if (m->n_command == 0)
+            continue;
+        if (m->ttl_s == TTL_UNSET)
+            m->ttl_s = c->ttl_s;
+        if (m->start_timeout_ms == 0)
+            m->start_timeout_ms = c->start_timeout_ms;
+    }
+    if (preload == NULL)
+        return GW_OK;
+    c->preload = gw_xcalloc(json_array_size(preload) + 1, sizeof(*c->preload));
+    json_array_foreach(preload, i, v) {
+        long k = model_index(c, json_string_value(v));
+
+        q = quote(json_string_value(v));
+        if (k < 0) {
+            gw_errf(err, GW_EPARAM, NULL, "backends.preload[%zu]: unknown model %s", i, q);
+        } else if (c->models[k].n_command == 0) {
+            gw_errf(err, GW_EPARAM, NULL,
+                    "backends.preload[%zu]: model %s has no command to start", i, q);
+            k = -1;
+        } else {
+            for (j = 0; j < c->n_preload; j++) {
+                if (c->preload[j] == (size_t)k) {
+                    gw_errf(err, GW_EPARAM, NULL, "backends.preload[%zu]: %s is listed twice",
+                            i, q);
+                    k = -1;
+                    break;
+                }
+            }
+        }
+        free(q);
+        if (k < 0)
+            return GW_EPARAM;
+        c->preload[c->n_preload++] = (size_t)k;
+        total += c->models[k].vram_mb;
+    }
+    if (c->vram_budget_mb > 0 && total > c->vram_budget_mb)
+        return gw_errf(err, GW_EPARAM, NULL,
+                       "backends.preload: the listed models need %llu MB of VRAM, more than "
+                       "backends.vram_budget_mb (%u)",
+                       total, c->vram_budget_mb);
+    return GW_OK;
+}
+
 gw_err_t gw_conf_load_text(const char *text, size_t len, gw_conf_t **out, gw_errbuf_t *err)
 {
     gw_err_t rc = GW_EPARAM;
     gw_conf_t *c = NULL;
     json_error_t jerr;
-    json_t *root, *v;
+    json_t *root, *v, *preload = NULL;
     const char *key;
 
     root = json_loadb(text ? text : "", text ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
@@ -489,7 +847,7 @@ gw_err_t gw_conf_load_text(const char *text, size_t len, gw_conf_t **out, gw_err
         if (strcmp(key, "models") == 0)
             rc = load_models(c, v, err);
         else if (is_section(key))
-            rc = load_section(c, key, v, err);
+            rc = load_section(c, key, v, &preload, err);
         else
             rc = gw_errf(err, GW_EPARAM, NULL, "%s: unknown key", key);
         if (rc != GW_OK)
@@ -499,9 +857,10 @@ gw_err_t gw_conf_load_text(const char *text, size_t len, gw_conf_t **out, gw_err
         rc = gw_errf(err, GW_EPARAM, NULL, "models: required key is missing");
         goto out;
     }
-    rc = GW_OK;
+    rc = finish(c, preload, err);
 
 out:
+    json_decref(preload);
     json_decref(root);
     if (rc != GW_OK) {
         gw_conf_free(c);
@@ -566,7 +925,17 @@ void gw_conf_free(gw_conf_t *c)
             free(m->aliases[j]);
         free(m->aliases);
         free(m->api_key);
+        for (j = 0; j < m->n_command; j++)
+            free(m->command[j]);
+        free(m->command);
+        for (j = 0; j < m->n_env; j++) {
+            free(m->env_names[j]);
+            free(m->env_values[j]);
+        }
+        free(m->env_names);
+        free(m->env_values);
     }
+    free(c->preload);
     free(c->models);
     free(c->listen_host);
     free(c);

@@ -12,14 +12,29 @@
  *     "timeouts": {"connect_ms": 3000, "first_byte_ms": 600000, "idle_stream_ms": 300000,
  *                  "request_ms": 60000},
  *     "log":      {"level": "info"},
+ *     "backends": {"vram_budget_mb": 16000, "ttl_s": 0, "preload": ["gemma3-4b"],
+ *                  "start_timeout_ms": 120000, "stop_grace_ms": 5000, "queue_max": 64,
+ *                  "swap_wait_ms": 60000, "restart_backoff_ms": 1000,
+ *                  "restart_backoff_max_ms": 60000, "health_interval_ms": 100,
+ *                  "loading_ping_ms": 3000},
  *     "models": {
  *       "qwen": {"upstream": "http://127.0.0.1:8081", "aliases": ["gpt-4o-mini"],
- *                "api_key": "secret-for-the-backend"}
+ *                "api_key": "secret-for-the-backend"},
+ *       "gemma3-4b": {"command": ["llama-server", "-m", "/models/g.gguf", "--host",
+ *                                 "127.0.0.1", "--port", "${PORT}", "--alias", "${MODEL}"],
+ *                     "env": {"HIP_VISIBLE_DEVICES": "0"}, "vram_mb": 3400, "ttl_s": 600}
  *     }
  *   }
  *
  * Model names and aliases share one namespace: a duplicate is an error. Errors name
  * the key path: "models.qwen.upstream: expected an http(s) URL".
+ *
+ * A model has a fixed `upstream`, or a `command` that the supervisor (backend/
+ * supervisor.h) runs on demand. In a command's arguments and in `env` values, ${PORT}
+ * (a free loopback port chosen at each start) and ${MODEL} (the model's name) expand;
+ * any other ${NAME} is an error. A command that uses ${PORT} has no `upstream` (it is
+ * http://127.0.0.1:PORT); one that does not must name an http://IP:PORT upstream, which
+ * the health check connects to.
  */
 #ifndef GW_CONF_CONF_H
 #define GW_CONF_CONF_H
@@ -35,6 +50,17 @@ typedef struct gw_model_conf {
     char **aliases;      /* n_aliases strings */
     size_t n_aliases;
     char *api_key;       /* sent to the backend as "Authorization: Bearer"; NULL if none */
+
+    /* Spawned backends (n_command > 0); upstream is NULL when uses_port is set. */
+    char **command;      /* argv template, n_command strings; NULL for a fixed upstream */
+    size_t n_command;
+    char **env_names;    /* n_env names and values (values are templates too) */
+    char **env_values;
+    size_t n_env;
+    int uses_port;       /* ${PORT} appears in the command or in an env value */
+    unsigned vram_mb;    /* VRAM the backend needs, counted against vram_budget_mb; 0 = none */
+    unsigned ttl_s;      /* idle unload after this many seconds; 0 = never (default: backends.ttl_s) */
+    unsigned start_timeout_ms; /* default: backends.start_timeout_ms */
 } gw_model_conf_t;
 
 typedef struct gw_conf {
@@ -55,6 +81,20 @@ typedef struct gw_conf {
 
     int log_level;                /* 0 error, 1 warn, 2 info, 3 debug; default 2 */
 
+    /* backends: the supervisor of spawned models */
+    unsigned vram_budget_mb;      /* 0 = no budget */
+    unsigned ttl_s;               /* default idle unload for spawned models; 0 = never */
+    unsigned start_timeout_ms;    /* spawn to /health 200, default 120000 */
+    unsigned stop_grace_ms;       /* SIGTERM to SIGKILL, default 5000 */
+    unsigned queue_max;           /* requests waiting per model for a start, default 64 */
+    unsigned swap_wait_ms;        /* wait for VRAM held by busy models, default 60000 */
+    unsigned backoff_ms;          /* first restart backoff after a failure, default 1000 */
+    unsigned backoff_max_ms;      /* ceiling of the doubling backoff, default 60000 */
+    unsigned health_interval_ms;  /* longest gap between /health probes, default 100 */
+    unsigned loading_ping_ms;     /* SSE comment period for streams waiting on a start */
+    size_t *preload;              /* indexes into models, started at boot */
+    size_t n_preload;
+
     gw_model_conf_t *models;      /* n_models entries, in file order */
     size_t n_models;
 } gw_conf_t;
@@ -64,5 +104,21 @@ gw_err_t gw_conf_load_text(const char *text, size_t len, gw_conf_t **out, gw_err
 /* Reads the file and calls gw_conf_load_text; file errors are reported with the path. */
 gw_err_t gw_conf_load_file(const char *path, gw_conf_t **out, gw_errbuf_t *err);
 void gw_conf_free(gw_conf_t *c);
+
+/*
+ * Expands ${PORT} and ${MODEL} in tmpl (a command argument or env value that passed
+ * validation). Any other '$' is copied as is. Pure; returns a malloc'd string the
+ * caller frees. Any thread.
+ */
+char *gw_conf_expand(const char *tmpl, const char *model, unsigned port);
+
+/*
+ * Splits "http://IP:PORT[/path]" (IPv4, [IPv6] or localhost = 127.0.0.1; the port is
+ * required) into host (NUL-terminated, at most host_cap bytes), port and path (points
+ * into url, "" or "/..."). Any out pointer may be NULL. Returns 0, or -1 for another
+ * form. Pure; any thread.
+ */
+int gw_conf_split_http_url(const char *url, char *host, size_t host_cap, unsigned *port,
+                           const char **path);
 
 #endif

@@ -24,6 +24,7 @@
     XX(ENOMODEL,      404, "invalid_request_error", "model_not_found")                 \
     XX(EMETHOD,       405, "invalid_request_error", "method_not_allowed")              \
     XX(ETIMEOUTREQ,   408, "invalid_request_error", "request_timeout")                 \
+    XX(ECONFLICT,     409, "invalid_request_error", "model_busy")                      \
     XX(ETOOBIG,       413, "invalid_request_error", "request_too_large")               \
     XX(EURITOOLONG,   414, "invalid_request_error", "uri_too_long")                    \
     XX(ERATELIMIT,    429, "rate_limit_error",      "rate_limit_exceeded")             \

@@ -46,6 +46,7 @@
 #include "core/jspan.h"
 #include "core/log.h"
 #include "core/sse.h"
+#include "backend/supervisor.h"
 #include "openai/request.h"
 #include "openai/rewrite.h"
 #include "openai/tokids.h"
@@ -80,8 +81,9 @@ struct gw_server {
     time_t started;
     atomic_int stopping;
     atomic_ulong last_trim_ms;
-    pthread_mutex_t mu;            /* guards the proxy list */
+    pthread_mutex_t mu;            /* guards the proxy and admin lists */
     struct gw_proxy *proxies;      /* every live proxy, for shutdown */
+    struct gw_admin *admins;       /* admin load/unload requests waiting, for shutdown */
 };
 
 /* ================================================================ routes ===== */
@@ -93,6 +95,7 @@ typedef enum route_kind {
     R_MODEL_ONE, /* GET /v1/models/{id} */
     R_OAI,       /* model-routed OpenAI JSON endpoint */
     R_UPSTREAM,  /* /upstream/{model}/{path}: raw pass-through */
+    R_ADMIN,     /* POST /admin/models/{id}/load|unload */
 } route_kind_t;
 
 typedef struct route {
@@ -117,6 +120,7 @@ static const route_t routes[] = {
     {"/v1/messages/count_tokens", "POST", R_OAI, GW_OAI_OTHER, 0},
     {"/v1/models/", "GET HEAD", R_MODEL_ONE, 0, 1},
     {"/upstream/", NULL, R_UPSTREAM, 0, 1},
+    {"/admin/models/", "POST", R_ADMIN, 0, 1},
     {NULL, NULL, R_NONE, 0, 0},
 };
 
@@ -223,6 +227,14 @@ typedef struct gw_proxy {
     char *body;
     size_t body_len;
     char errbuf[CURL_ERROR_SIZE];
+
+    /* A spawned model's backend may have to be started first (backend/supervisor.h).
+     * leased and committed are written under mu before the transfer starts; url_tail is
+     * immutable. */
+    gw_sup_wait_t wait;          /* queued while the model starts */
+    int leased;                  /* holds a lease: released with the transfer */
+    int committed;               /* a waiting stream got 200 + SSE before the backend answered */
+    char *url_tail;              /* path and query after the backend's base URL */
 } gw_proxy_t;
 
 typedef enum req_phase { PH_NEW = 0, PH_BODY, PH_WAIT, PH_DONE } req_phase_t;
@@ -238,6 +250,8 @@ typedef struct gw_req {
     int too_big;
     int discard;                 /* body not needed (error already decided) */
     gw_proxy_t *px;
+    struct gw_admin *admin;      /* a waiting /admin/models/... request */
+    int stream;                  /* the body asked for "stream": true */
     uint64_t t_start_us;
     int status;                  /* for the access log */
     char method[16];
@@ -421,6 +435,7 @@ static void proxy_unref(gw_proxy_t *px)
     gw_tok_req_free(&px->tok_req);
     gw_tok_resp_free(px->tok);
     gw_vocab_unref(px->tok_vocab);
+    free(px->url_tail);
     pthread_mutex_destroy(&px->mu);
     free(px);
     if (idle) {
@@ -479,6 +494,16 @@ static void decide(gw_proxy_t *px)
     atomic_store(&px->model->state, st);
     if (st == GW_MODEL_LOADING)
         gw_tokcache_invalidate(px->srv->tokcache, px->model); /* (re)starting backend */
+    if (px->committed) {
+        /* 200 + SSE went out while the model started: relay a stream, or keep the answer
+         * aside (in stage) and turn it into an error event when it is complete */
+        pthread_mutex_lock(&px->mu);
+        px->mode = ok && px->hdr_is_sse ? M_SSE : M_BUFFER;
+        pthread_mutex_unlock(&px->mu);
+        if (px->mode == M_SSE)
+            gw_upstream_set_deadline(px->srv->up, &px->x, gw_now_ms() + px->idle_ms);
+        return;
+    }
     if (px->route == R_UPSTREAM)
         px->mode = M_RAW;
     else if (ok && px->hdr_is_sse)
@@ -624,7 +649,7 @@ static size_t on_up_data(char *p, size_t size, size_t nmemb, void *ud)
 
     switch (px->mode) {
     case M_BUFFER:
-        if (gw_buf_add(&px->out, p, n) != GW_OK) {
+        if (gw_buf_add(px->committed ? &px->stage : &px->out, p, n) != GW_OK) {
             set_fail(px, GW_EUPSTREAM, "backend response exceeds the %zu-byte limit",
                      px->srv->conf->max_response_bytes);
             return 0;
@@ -718,6 +743,43 @@ static void finish_buffered(gw_proxy_t *px)
     }
 }
 
+/*
+ * A committed stream (200 + SSE already sent) whose backend failed or answered with
+ * something other than a stream: the answer becomes one error event, without [DONE]
+ * (upstream thread). The backend's own JSON error is passed on as it is.
+ */
+static void committed_error(gw_proxy_t *px)
+{
+    gw_buf_t *st = &px->stage;
+    char msg[512];
+    char *b = NULL;
+
+    if (px->fail == GW_OK && px->headers_done && st->len > 0 && st->ptr[0] == '{' &&
+        body_is_error_json(st->ptr, st->len) && memchr(st->ptr, '\n', st->len) == NULL) {
+        gw_buf_t ev;
+
+        gw_buf_init(&ev, st->len + 16);
+        gw_buf_addf(&ev, "data: %.*s\n\n", (int)st->len, st->ptr);
+        gw_buf_reset(st);
+        gw_buf_add(st, ev.ptr, ev.len);
+        gw_buf_free(&ev);
+    } else {
+        if (px->fail != GW_OK)
+            snprintf(msg, sizeof(msg), "%s", px->fail_msg);
+        else
+            snprintf(msg, sizeof(msg), "backend for model '%s' answered HTTP %d instead of a "
+                     "stream", px->model->conf->name, px->status);
+        b = error_body(msg, "server_error", NULL,
+                       px->fail == GW_ETIMEOUT ? "backend_timeout" : "backend_error");
+        gw_buf_reset(st);
+        gw_buf_addf(st, "data: %s\n\n", b);
+        free(b);
+    }
+    pthread_mutex_lock(&px->mu);
+    px->mode = M_SSE;
+    pthread_mutex_unlock(&px->mu);
+}
+
 static void xfer_on_done(gw_xfer_t *x, CURLcode rc)
 {
     gw_proxy_t *px = GW_CONTAINER_OF(x, gw_proxy_t, x);
@@ -748,8 +810,10 @@ static void xfer_on_done(gw_xfer_t *x, CURLcode rc)
             }
         }
     } else if (px->mode == M_BUFFER) {
-        if (rc == CURLE_OK && px->fail == GW_OK)
+        if (rc == CURLE_OK && px->fail == GW_OK && !px->committed)
             finish_buffered(px);
+        else if (rc == CURLE_OK && px->fail == GW_OK)
+            ; /* committed: committed_error() below turns stage into an event */
         else
             set_fail(px, GW_EUPSTREAM, "backend for model '%s' failed mid-response: %s",
                      px->model->conf->name, px->errbuf[0] ? px->errbuf : curl_easy_strerror(rc));
@@ -772,6 +836,9 @@ static void xfer_on_done(gw_xfer_t *x, CURLcode rc)
         gw_buf_addf(st, "data: %s\n\n", b);
         free(b);
     }
+
+    if (px->committed && (!px->headers_done || px->mode == M_BUFFER))
+        committed_error(px);
 
     pthread_mutex_lock(&px->mu);
     if (px->mode == M_SSE && px->stage.len)
@@ -822,6 +889,9 @@ static void xfer_on_release(gw_xfer_t *x)
     }
     if (px->tok_mode)
         gw_tokcache_forget(px->srv->tokcache, px->model, &px->tok_waiter);
+    /* on_completed withdrew the supervisor wait before the cancel: leased is final */
+    if (px->leased)
+        gw_supervisor_release(px->model);
     atomic_fetch_sub(&px->model->inflight, 1);
     proxy_unref(px);
 }
@@ -893,7 +963,7 @@ static void tokenize_prompt(gw_proxy_t *px, json_t *content)
                             "parse_special", 1);
     char *s = json_dumps(req, JSON_COMPACT);
 
-    px->tok_fetch = gw_fetch_start(px->srv->up, px->model->conf->upstream, "/tokenize", s,
+    px->tok_fetch = gw_fetch_start(px->srv->up, px->model->upstream, "/tokenize", s,
                                    strlen(s), px->model->conf->api_key,
                                    (long)px->srv->conf->first_byte_timeout_ms,
                                    px->srv->conf->max_response_bytes, on_prompt_tokens, px);
@@ -951,7 +1021,7 @@ static void tok_after_classify(gw_proxy_t *px)
     if (px->tok_req.chat) {
         /* the tokens the backend evaluates: its template applied, then tokenized as it
          * tokenizes chat prompts (special tokens parsed, BOS as the model adds it) */
-        px->tok_fetch = gw_fetch_start(px->srv->up, px->model->conf->upstream, "/apply-template",
+        px->tok_fetch = gw_fetch_start(px->srv->up, px->model->upstream, "/apply-template",
                                        px->body, strlen(px->body), px->model->conf->api_key,
                                        (long)px->srv->conf->first_byte_timeout_ms,
                                        px->srv->conf->max_response_bytes, on_template, px);
@@ -1020,7 +1090,7 @@ static void tok_classify_next(gw_proxy_t *px)
         req = json_pack("{s:o, s:b, s:b}", "content", str, "add_special", 0, "parse_special", 0);
         s = json_dumps(req, JSON_COMPACT);
         json_decref(req);
-        px->tok_fetch = gw_fetch_start(px->srv->up, px->model->conf->upstream, "/tokenize", s,
+        px->tok_fetch = gw_fetch_start(px->srv->up, px->model->upstream, "/tokenize", s,
                                        strlen(s), px->model->conf->api_key,
                                        (long)px->srv->conf->first_byte_timeout_ms, 1u << 20,
                                        on_classified, px);
@@ -1200,6 +1270,96 @@ static enum MHD_Result add_req_header(void *cls, enum MHD_ValueKind kind, const 
     return MHD_YES;
 }
 
+/* --- the backend's supervisor ------------------------------------------------ */
+
+/* Posts the request upstream: at once, or after the token-ID prelude (which talks to the
+ * same backend, so it too waits for the lease). */
+static void proxy_post(gw_proxy_t *px)
+{
+    if (px->tok_mode) {
+        px->x.started = 1;
+        gw_upstream_call(px->srv->up, &px->tok_cmd, tok_prelude, px);
+    } else {
+        gw_upstream_start(px->srv->up, &px->x);
+    }
+}
+
+/* The lease is held: point the transfer at the backend and arm its connect deadline.
+ * Before the transfer is posted (the easy handle is not in the multi yet). */
+static void proxy_begin(gw_proxy_t *px)
+{
+    gw_buf_t url;
+
+    gw_buf_init(&url, 32768);
+    gw_buf_adds(&url, px->model->upstream); /* a spawned model's is set before serving */
+    gw_buf_adds(&url, px->url_tail);
+    curl_easy_setopt(px->x.easy, CURLOPT_URL, url.ptr);
+    gw_buf_free(&url);
+    /* the connect deadline; on_up_connected switches to the first-byte one */
+    px->x.deadline_ms = gw_now_ms() + px->srv->conf->connect_timeout_ms;
+}
+
+/* Supervisor thread: the model is ready (the lease is ours) or could not be started. */
+static void on_backend_ready(gw_sup_wait_t *w, gw_err_t rc, const char *msg)
+{
+    gw_proxy_t *px = GW_CONTAINER_OF(w, gw_proxy_t, wait);
+
+    pthread_mutex_lock(&px->mu);
+    if (rc == GW_OK) {
+        px->leased = 1;
+        if (px->conn && !px->client_gone && !px->shutdown) {
+            proxy_begin(px);
+            /* posted under mu: on_completed's cancel (posted after it takes mu) follows */
+            proxy_post(px);
+        }
+    } else if (px->committed) {
+        char *b = error_body(msg, gw_err_type(rc), NULL, gw_err_code(rc));
+
+        gw_buf_addf(&px->out, "data: %s\n\n", b);
+        free(b);
+        px->up_done = 1;
+        wake(px);
+    } else {
+        set_fail(px, rc, "%s", msg);
+        px->decided = 1;
+        px->up_done = 1;
+        wake(px);
+    }
+    pthread_mutex_unlock(&px->mu);
+}
+
+/* Supervisor thread, every backends.loading_ping_ms: keep a committed stream open. */
+static void on_backend_loading(gw_sup_wait_t *w)
+{
+    gw_proxy_t *px = GW_CONTAINER_OF(w, gw_proxy_t, wait);
+
+    pthread_mutex_lock(&px->mu);
+    if (px->committed && !px->up_done && !px->client_gone) {
+        gw_buf_addf(&px->out, ": loading model %s\n\n", px->model->conf->name);
+        wake(px);
+    }
+    pthread_mutex_unlock(&px->mu);
+}
+
+/* A stream that waits for its model: 200 + SSE headers now, events later. */
+static enum MHD_Result commit_stream(gw_req_t *r, struct MHD_Connection *c, gw_proxy_t *px)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result rc;
+
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, GW_STREAM_BLOCK, on_read_stream,
+                                             px, on_free_stream);
+    atomic_fetch_add(&px->refs, 1);
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    r->status = 200;
+    rc = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
 /* Creates the relay for a request and posts it upstream. Takes ownership of nothing. */
 static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_model_t *m,
                                    const char *path, size_t path_len, int rewrite_model,
@@ -1211,6 +1371,8 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
     gw_buf_t url;
     CURL *e;
     const union MHD_ConnectionInfo *ci;
+    gw_errbuf_t err;
+    gw_err_t rc;
 
     gw_xfer_init(&px->x, &proxy_ops);
     px->srv = srv;
@@ -1252,15 +1414,13 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
     }
 
     gw_buf_init(&url, 16384);
-    gw_buf_adds(&url, m->conf->upstream);
     gw_buf_add(&url, path, path_len);
     if (r->uri[r->path_len] == '?')
         gw_buf_adds(&url, r->uri + r->path_len);
+    px->url_tail = gw_buf_take(&url, NULL); /* the base comes with the lease */
 
     e = curl_easy_init();
     px->x.easy = e;
-    curl_easy_setopt(e, CURLOPT_URL, url.ptr);
-    gw_buf_free(&url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, px);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
@@ -1290,7 +1450,6 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)px->body_len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, px->body ? px->body : "");
     }
-    px->x.deadline_ms = gw_now_ms() + conf->connect_timeout_ms;
 
     pthread_mutex_lock(&srv->mu);
     px->next = srv->proxies;
@@ -1304,24 +1463,192 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
     r->px = px;
     r->phase = PH_WAIT;
 
+    /* The backend: ready now, or once the supervisor has started it (on_backend_ready).
+     * px->mu is held across the acquire so that the callback, which takes it, finds the
+     * connection suspended or the stream committed. */
+    px->wait.on_done = on_backend_ready;
+    px->wait.on_tick = r->stream ? on_backend_loading : NULL;
+    memset(&err, 0, sizeof(err));
     pthread_mutex_lock(&px->mu);
-    px->suspended = 1;
-    MHD_suspend_connection(c);
+    rc = gw_supervisor_acquire(m, &px->wait, &err);
+    if (rc == GW_OK && !px->wait.queued) {
+        px->leased = 1;
+        proxy_begin(px);
+    }
+    if (rc == GW_OK && px->wait.queued && r->stream) {
+        px->committed = 1; /* answered below: 200 + SSE, then comments until the start */
+        px->mode = M_SSE;
+        px->decided = 1;
+        gw_buf_addf(&px->out, ": loading model %s\n\n", m->conf->name);
+    } else if (rc == GW_OK) {
+        px->suspended = 1;
+        MHD_suspend_connection(c);
+    }
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci)
+    if (ci && rc == GW_OK)
         gw_upstream_watch(srv->up, &px->x, ci->connect_fd);
     if (atomic_load(&srv->stopping)) {
         px->shutdown = 1;
         wake(px);
     }
     pthread_mutex_unlock(&px->mu);
-    if (px->tok_mode) {
-        px->x.started = 1;
-        gw_upstream_call(srv->up, &px->tok_cmd, tok_prelude, px);
-    } else {
-        gw_upstream_start(srv->up, &px->x);
+    if (rc != GW_OK) {
+        r->phase = PH_DONE; /* on_completed still cancels the (never started) transfer */
+        return queue_error(r, c, rc, NULL, "%s", err.msg);
     }
+    if (px->wait.queued)
+        GW_LOG(GW_LOG_DEBUG, "req=%s waits for model %s to start%s", r->id, m->conf->name,
+               px->committed ? " (stream committed)" : "");
+    if (px->committed) {
+        r->phase = PH_DONE;
+        return commit_stream(r, c, px);
+    }
+    if (!px->wait.queued)
+        proxy_post(px);
     return MHD_YES;
+}
+
+/* ================================================================ admin ====== */
+
+/* POST /admin/models/{id}/load|unload: waits (suspended) for the supervisor's answer. */
+typedef struct gw_admin {
+    gw_sup_wait_t wait;
+    gw_model_t *m;
+    pthread_mutex_t mu;
+    struct MHD_Connection *conn; /* under mu; NULL once MHD is done with the request */
+    int suspended, done, shutdown;
+    gw_err_t rc;
+    char msg[320];
+    struct gw_admin *prev, *next; /* srv->admins, under srv->mu */
+} gw_admin_t;
+
+static json_t *model_entry(gw_server_t *srv, gw_model_t *m, const char *id, const char *alias_of);
+
+/* Supervisor thread: the load or unload is over. */
+static void on_admin_done(gw_sup_wait_t *w, gw_err_t rc, const char *msg)
+{
+    gw_admin_t *a = GW_CONTAINER_OF(w, gw_admin_t, wait);
+
+    pthread_mutex_lock(&a->mu);
+    a->done = 1;
+    a->rc = rc;
+    snprintf(a->msg, sizeof(a->msg), "%s", msg);
+    if (a->suspended && a->conn) {
+        a->suspended = 0;
+        MHD_resume_connection(a->conn);
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+static enum MHD_Result admin_answer(gw_req_t *r, struct MHD_Connection *c, gw_model_t *m)
+{
+    json_t *o = model_entry(r->srv, m, m->conf->name, NULL);
+    char *s = json_dumps(o, JSON_COMPACT);
+
+    json_decref(o);
+    return queue_body(r, c, 200, s, "application/json");
+}
+
+static void admin_free(gw_server_t *srv, gw_admin_t *a)
+{
+    pthread_mutex_lock(&a->mu);
+    a->conn = NULL;
+    pthread_mutex_unlock(&a->mu);
+    gw_supervisor_cancel(a->m, &a->wait);
+    pthread_mutex_lock(&srv->mu);
+    if (a->prev)
+        a->prev->next = a->next;
+    else if (srv->admins == a)
+        srv->admins = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    pthread_mutex_unlock(&srv->mu);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+static enum MHD_Result respond_admin(gw_req_t *r, struct MHD_Connection *c)
+{
+    gw_admin_t *a = r->admin;
+    int done;
+
+    pthread_mutex_lock(&a->mu);
+    done = a->done;
+    pthread_mutex_unlock(&a->mu);
+    if (!done)
+        return MHD_NO; /* resumed for shutdown */
+    if (a->rc != GW_OK)
+        return queue_error(r, c, a->rc, NULL, "%s", a->msg);
+    return admin_answer(r, c, a->m);
+}
+
+/*
+ * load: starts the model if needed and answers when it is ready (200 with its entry) or
+ * failed (503). unload: answers when the process has exited (200); a busy model is not
+ * stopped (409 model_busy). Both answer 400 for a model with a fixed upstream.
+ */
+static enum MHD_Result h_admin(gw_req_t *r, struct MHD_Connection *c)
+{
+    gw_server_t *srv = r->srv;
+    const char *p = r->uri + strlen("/admin/models/"), *end = r->uri + r->path_len, *slash;
+    gw_admin_t *a;
+    gw_model_t *m;
+    gw_errbuf_t err;
+    gw_err_t rc;
+    int unload;
+
+    for (slash = end; slash > p && slash[-1] != '/'; slash--)
+        ;
+    if (slash <= p + 1)
+        return queue_error(r, c, GW_ENOROUTE, NULL, "no route for POST %.*s", (int)r->path_len,
+                           r->uri);
+    if ((size_t)(end - slash) == 4 && memcmp(slash, "load", 4) == 0)
+        unload = 0;
+    else if ((size_t)(end - slash) == 6 && memcmp(slash, "unload", 6) == 0)
+        unload = 1;
+    else
+        return queue_error(r, c, GW_ENOROUTE, NULL,
+                           "no route for POST %.*s (expected .../load or .../unload)",
+                           (int)r->path_len, r->uri);
+    snprintf(r->model, sizeof(r->model), "%.*s", (int)(slash - 1 - p), p);
+    m = gw_registry_find(srv->reg, p, (size_t)(slash - 1 - p));
+    if (m == NULL)
+        return queue_error(r, c, GW_ENOMODEL, "model", "The model '%s' does not exist",
+                           r->model);
+
+    a = gw_xcalloc(1, sizeof(*a));
+    a->m = m;
+    a->conn = c;
+    a->wait.on_done = on_admin_done;
+    pthread_mutex_init(&a->mu, NULL);
+    r->admin = a; /* listed first, so that a stop from now on finds it (lock order: srv, a) */
+    pthread_mutex_lock(&srv->mu);
+    a->next = srv->admins;
+    if (srv->admins)
+        srv->admins->prev = a;
+    srv->admins = a;
+    pthread_mutex_unlock(&srv->mu);
+
+    memset(&err, 0, sizeof(err));
+    pthread_mutex_lock(&a->mu);
+    rc = unload ? gw_supervisor_unload(m, &a->wait, &err) : gw_supervisor_load(m, &a->wait, &err);
+    if (rc == GW_OK && a->wait.queued) {
+        a->suspended = 1;
+        MHD_suspend_connection(c);
+        r->phase = PH_WAIT;
+        if (atomic_load(&srv->stopping)) {
+            a->shutdown = 1;
+            a->suspended = 0;
+            MHD_resume_connection(c);
+        }
+        pthread_mutex_unlock(&a->mu);
+        return MHD_YES;
+    }
+    pthread_mutex_unlock(&a->mu);
+    /* answered at once; on_completed frees a */
+    if (rc != GW_OK)
+        return queue_error(r, c, rc, "model", "%s", err.msg);
+    return admin_answer(r, c, m);
 }
 
 /* ================================================================ handlers === */
@@ -1333,10 +1660,28 @@ static enum MHD_Result h_health(gw_req_t *r, struct MHD_Connection *c)
 
 static json_t *model_entry(gw_server_t *srv, gw_model_t *m, const char *id, const char *alias_of)
 {
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", id, "object", "model", "created",
-                          (json_int_t)srv->started, "owned_by", "llama-gateway", "state",
-                          gw_model_state_name(atomic_load(&m->state)));
+    gw_sup_info_t si;
+    json_t *o;
     size_t j;
+
+    gw_supervisor_info(m, &si);
+    o = json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", id, "object", "model", "created",
+                  (json_int_t)srv->started, "owned_by", "llama-gateway", "state",
+                  si.managed ? gw_proc_state_name(si.state)
+                             : gw_model_state_name(atomic_load(&m->state)));
+    if (si.managed) {
+        /* a spawned backend: its process (backend/supervisor.h) */
+        json_object_set_new(o, "port", si.port ? json_integer(si.port) : json_null());
+        json_object_set_new(o, "pid", si.pid > 0 ? json_integer(si.pid) : json_null());
+        json_object_set_new(o, "vram_mb", json_integer(si.vram_mb));
+        json_object_set_new(o, "queued", json_integer((json_int_t)si.queued));
+        if (si.failures)
+            json_object_set_new(o, "failures", json_integer(si.failures));
+        if (si.retry_in_ms)
+            json_object_set_new(o, "retry_in_ms", json_integer((json_int_t)si.retry_in_ms));
+        if (si.last_error[0])
+            json_object_set_new(o, "last_error", json_string(si.last_error));
+    }
 
     if (alias_of) {
         json_object_set_new(o, "alias_of", json_string(alias_of));
@@ -1423,6 +1768,7 @@ static enum MHD_Result h_oai(gw_req_t *r, struct MHD_Connection *c, const char *
         json_decref(root);
         return queue_error(r, c, GW_EPARAM, "model", "'model' is not a valid model name");
     }
+    r->stream = json_is_true(json_object_get(root, "stream"));
     if (r->route->oai_kind == GW_OAI_CHAT || r->route->oai_kind == GW_OAI_COMPLETIONS) {
         gw_tok_req_t tr;
         int t = gw_tok_req_detect(root, r->route->oai_kind == GW_OAI_CHAT,
@@ -1481,6 +1827,8 @@ static enum MHD_Result dispatch(gw_req_t *r, struct MHD_Connection *c, const cha
         return h_oai(r, c, method);
     case R_UPSTREAM:
         return h_upstream(r, c, method);
+    case R_ADMIN:
+        return h_admin(r, c);
     default:
         return queue_error(r, c, GW_ENOROUTE, NULL, "no route");
     }
@@ -1507,7 +1855,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         make_request_id(c, r->id, sizeof(r->id));
         r->route = route_find(r->uri, r->path_len, method, &r->wrong_method);
         if (r->route == NULL || r->route->kind == R_HEALTH || r->route->kind == R_MODELS ||
-            r->route->kind == R_MODEL_ONE)
+            r->route->kind == R_MODEL_ONE || r->route->kind == R_ADMIN)
             r->discard = 1;
         gw_buf_init(&r->body, srv->conf->max_body_bytes);
         cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
@@ -1533,6 +1881,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (*upload_data_size)
             return MHD_NO;
         r->phase = PH_DONE;
+        if (r->admin)
+            return respond_admin(r, c);
         return respond_decided(r, c);
     default:
         if (*upload_data_size) {
@@ -1577,9 +1927,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
             px->client_gone = 1;
         gw_upstream_unwatch(srv->up, &px->x);
         pthread_mutex_unlock(&px->mu);
+        gw_supervisor_cancel(px->model, &px->wait); /* before the cancel: see on_backend_ready */
         gw_upstream_cancel(srv->up, &px->x);
         proxy_unref(px);
     }
+    if (r->admin)
+        admin_free(srv, r->admin);
     if (r->phase != PH_NEW)
         GW_LOG(GW_LOG_INFO, "%s %.*s model=%s status=%d us=%llu req=%s%s", r->method,
                (int)(r->path_len > 200 ? 200 : r->path_len), r->uri,
@@ -1700,6 +2053,8 @@ void gw_server_stop(gw_server_t *srv)
         gw_proxy_t *px;
         int suspended = 0;
 
+        gw_admin_t *a;
+
         pthread_mutex_lock(&srv->mu);
         for (px = srv->proxies; px; px = px->next) {
             pthread_mutex_lock(&px->mu);
@@ -1708,6 +2063,16 @@ void gw_server_stop(gw_server_t *srv)
                 suspended++;
             wake(px);
             pthread_mutex_unlock(&px->mu);
+        }
+        for (a = srv->admins; a; a = a->next) {
+            pthread_mutex_lock(&a->mu);
+            a->shutdown = 1;
+            if (a->suspended && a->conn) {
+                suspended++;
+                a->suspended = 0;
+                MHD_resume_connection(a->conn);
+            }
+            pthread_mutex_unlock(&a->mu);
         }
         pthread_mutex_unlock(&srv->mu);
         if (suspended == 0 && i > 0)

@@ -151,7 +151,7 @@ static void on_models(gw_fetch_t *f, void *data)
     for (i = 0; i < e->n_vocab; i++)
         gw_buf_addf(&body, i ? ",%zu" : "%zu", i);
     gw_buf_adds(&body, "]}");
-    e->fetch = gw_fetch_start(e->tc->up, e->model->conf->upstream, "/tokenize", body.ptr, body.len,
+    e->fetch = gw_fetch_start(e->tc->up, e->model->upstream, "/tokenize", body.ptr, body.len,
                               e->model->conf->api_key, e->tc->timeout_ms, GW_MAX_VOCAB_ANSWER,
                               on_pieces, e);
     gw_buf_free(&body);
@@ -171,7 +171,7 @@ void gw_tokcache_get(gw_tokcache_t *tc, gw_model_t *m, gw_tokcache_waiter_t *w)
     w->queued = 1;
     if (e->fetch == NULL) {
         tc->fetches++;
-        e->fetch = gw_fetch_start(tc->up, m->conf->upstream, "/v1/models", NULL, 0,
+        e->fetch = gw_fetch_start(tc->up, m->upstream, "/v1/models", NULL, 0,
                                   m->conf->api_key, tc->timeout_ms, 16u * 1024 * 1024, on_models,
                                   e);
     }
