@@ -53,6 +53,7 @@ static struct {
     const char *model;
     int load_ms;
     int fail_load;
+    int ignore_sigterm;     /* --ignore-sigterm: emulate b10587's SIGTERM hang */
     int crash_after_ms;   /* -1 = never */
     int crash_on_request;
     int old;              /* --build old */
@@ -2108,6 +2109,7 @@ static void usage(FILE *f)
             "                  [--model PATH] [--load-ms N] [--fail-load] [--crash-after-ms N]\n"
             "                  [--crash-on-request] [--build new|old] [--n-ctx N] [--parallel N]\n"
             "                  [--token-ms N] [--n-predict N] [--api-key KEY] [--quiet]\n"
+            "                  [--ignore-sigterm]\n"
             "       fake-llama --dump-vocab   (prints the vocabulary as JSON and exits)\n");
 }
 
@@ -2142,6 +2144,10 @@ static int parse_args(int argc, char **argv)
 
         if (strcmp(a, "--fail-load") == 0) {
             opt.fail_load = 1;
+            continue;
+        }
+        if (strcmp(a, "--ignore-sigterm") == 0) {
+            opt.ignore_sigterm = 1;
             continue;
         }
         if (strcmp(a, "--crash-on-request") == 0) {
@@ -2223,11 +2229,28 @@ static int write_port_file(const char *path, int port)
     return 0;
 }
 
-/* Waits up to ms (-1 = forever) for SIGTERM/SIGINT; returns 1 if one arrived. */
+/* Waits up to ms (-1 = forever) for SIGTERM/SIGINT; returns 1 if one arrived. With
+ * --ignore-sigterm a signal is logged and ignored, like llama-server b10587 hanging in
+ * its shutdown (only SIGKILL ends the process then). */
 static int wait_signal(const sigset_t *set, int ms)
 {
+    long long until = ms >= 0 ? fl_now_us() + (long long)ms * 1000 : -1;
+
     for (;;) {
         int sig;
+        if (opt.ignore_sigterm) {
+            if (until >= 0 && fl_now_us() >= until)
+                return 0;
+            ms = until < 0 ? 1000 : (int)((until - fl_now_us() + 999) / 1000);
+            if (ms < 0)
+                ms = 0;
+            struct timespec t = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+            sig = sigtimedwait(set, NULL, &t);
+            if (sig > 0)
+                fprintf(stderr, "fake-llama: cleaning up before exit... (--ignore-sigterm: "
+                                "signal %d ignored, hanging)\n", sig);
+            continue;
+        }
         if (ms < 0) {
             if (sigwait(set, &sig) == 0)
                 return 1;
