@@ -19,10 +19,18 @@
 
 /* JSON builders for the tables. */
 #define MODELS "\"models\":{\"q\":{\"upstream\":\"http://h\"}}"
+#define MODELS_ONLY "{" MODELS "}"
 #define WITH(x) "{" MODELS "," x "}"
 #define MODEL(body) "{\"models\":{\"q\":" body "}}"
 #define UP(url) MODEL("{\"upstream\":\"" url "\"}")
 #define ALIASES(list) MODEL("{\"upstream\":\"http://h\",\"aliases\":" list "}")
+#define CMD(list) MODEL("{\"command\":" list "}")
+#define SPAWN(extra) MODEL("{\"command\":[\"x\",\"${PORT}\"]" extra "}")
+/* a fixed model q and a spawned model s (vram 500) */
+#define TWO(backends)                                                                        \
+    "{\"models\":{\"q\":{\"upstream\":\"http://h\"},"                                        \
+    "\"s\":{\"command\":[\"x\",\"${PORT}\"],\"vram_mb\":500,\"aliases\":[\"s2\"]}},"        \
+    "\"backends\":" backends "}"
 
 static gw_conf_t *load_ok(const char *json)
 {
@@ -235,6 +243,162 @@ START_TEST(test_names_utf8)
 }
 END_TEST
 
+/* Spawned models: what is stored, the defaults from `backends`, preload by name or alias. */
+START_TEST(test_spawned)
+{
+    static const char json[] =
+        "{\"backends\": {\"vram_budget_mb\": 16000, \"ttl_s\": 600, \"preload\": [\"g4\", "
+        "\"fixed-port\"],\n"
+        "              \"start_timeout_ms\": 90000, \"stop_grace_ms\": 0, \"queue_max\": 0,\n"
+        "              \"swap_wait_ms\": 0, \"restart_backoff_ms\": 500,\n"
+        "              \"restart_backoff_max_ms\": 500, \"health_interval_ms\": 5,\n"
+        "              \"loading_ping_ms\": 50},\n"
+        " \"models\": {\n"
+        "  \"gemma3-4b\": {\"aliases\": [\"g4\"], \"vram_mb\": 3400, \"ttl_s\": 0,\n"
+        "                \"command\": [\"llama-server\", \"-m\", \"/m/${MODEL}.gguf\", \"--port\",\n"
+        "                            \"${PORT}\", \"--api-key\", \"\"],\n"
+        "                \"env\": {\"HIP_VISIBLE_DEVICES\": \"1\", \"_X9\": \"$5\"}},\n"
+        "  \"fixed-port\": {\"command\": [\"/bin/srv\", \"--port\", \"8081\"],\n"
+        "                 \"upstream\": \"http://localhost:8081/\", \"start_timeout_ms\": 5},\n"
+        "  \"env-port\": {\"command\": [\"srv\"], \"env\": {\"LLAMA_ARG_PORT\": \"${PORT}\"}},\n"
+        "  \"remote\": {\"upstream\": \"http://10.0.0.2:8080\"}\n"
+        " }}";
+    gw_conf_t *c = load_ok(json);
+    const gw_model_conf_t *m;
+
+    ck_assert_uint_eq(c->vram_budget_mb, 16000);
+    ck_assert_uint_eq(c->ttl_s, 600);
+    ck_assert_uint_eq(c->start_timeout_ms, 90000);
+    ck_assert_uint_eq(c->stop_grace_ms, 0);
+    ck_assert_uint_eq(c->queue_max, 0);
+    ck_assert_uint_eq(c->swap_wait_ms, 0);
+    ck_assert_uint_eq(c->backoff_ms, 500);
+    ck_assert_uint_eq(c->backoff_max_ms, 500);
+    ck_assert_uint_eq(c->health_interval_ms, 5);
+    ck_assert_uint_eq(c->loading_ping_ms, 50);
+    ck_assert_uint_eq(c->n_preload, 2);
+    ck_assert_uint_eq(c->preload[0], 0); /* by alias */
+    ck_assert_uint_eq(c->preload[1], 1);
+
+    m = &c->models[0];
+    ck_assert_uint_eq(m->n_command, 7);
+    ck_assert_str_eq(m->command[2], "/m/${MODEL}.gguf");
+    ck_assert_str_eq(m->command[6], "");
+    ck_assert_int_eq(m->uses_port, 1);
+    ck_assert_ptr_null(m->upstream);
+    ck_assert_uint_eq(m->n_env, 2);
+    ck_assert_str_eq(m->env_names[0], "HIP_VISIBLE_DEVICES");
+    ck_assert_str_eq(m->env_values[0], "1");
+    ck_assert_str_eq(m->env_names[1], "_X9");
+    ck_assert_str_eq(m->env_values[1], "$5");
+    ck_assert_uint_eq(m->vram_mb, 3400);
+    ck_assert_uint_eq(m->ttl_s, 0);               /* its own: never */
+    ck_assert_uint_eq(m->start_timeout_ms, 90000); /* the default */
+
+    m = &c->models[1];
+    ck_assert_int_eq(m->uses_port, 0);
+    ck_assert_str_eq(m->upstream, "http://localhost:8081");
+    ck_assert_uint_eq(m->ttl_s, 600); /* the default */
+    ck_assert_uint_eq(m->start_timeout_ms, 5);
+    ck_assert_uint_eq(m->vram_mb, 0);
+
+    m = &c->models[2];
+    ck_assert_int_eq(m->uses_port, 1); /* ${PORT} in env counts */
+    ck_assert_ptr_null(m->upstream);
+
+    m = &c->models[3];
+    ck_assert_uint_eq(m->n_command, 0);
+    ck_assert_ptr_null(m->command);
+    ck_assert_uint_eq(m->n_env, 0);
+    gw_conf_free(c);
+
+    /* the backends defaults */
+    c = load_ok(MODELS_ONLY);
+    ck_assert_uint_eq(c->vram_budget_mb, 0);
+    ck_assert_uint_eq(c->ttl_s, 0);
+    ck_assert_uint_eq(c->start_timeout_ms, 120000);
+    ck_assert_uint_eq(c->stop_grace_ms, 5000);
+    ck_assert_uint_eq(c->queue_max, 64);
+    ck_assert_uint_eq(c->swap_wait_ms, 60000);
+    ck_assert_uint_eq(c->backoff_ms, 1000);
+    ck_assert_uint_eq(c->backoff_max_ms, 60000);
+    ck_assert_uint_eq(c->health_interval_ms, 100);
+    ck_assert_uint_eq(c->loading_ping_ms, 3000);
+    ck_assert_uint_eq(c->n_preload, 0);
+    gw_conf_free(c);
+}
+END_TEST
+
+/* ${PORT} and ${MODEL} expand; anything else is copied as it is. */
+START_TEST(test_expand)
+{
+    static const struct {
+        const char *in, *out;
+    } rows[] = {
+        {"", ""},
+        {"--port", "--port"},
+        {"${PORT}", "8081"},
+        {"--port=${PORT}", "--port=8081"},
+        {"/models/${MODEL}.gguf", "/models/qwen 2.5.gguf"},
+        {"${MODEL}:${PORT}:${MODEL}", "qwen 2.5:8081:qwen 2.5"},
+        {"$PORT $ {PORT} $${PORT}", "$PORT $ {PORT} $8081"},
+        {"${FOO}${PORT}", "${FOO}8081"},
+        {"${}", "${}"},
+        {"${PORT", "${PORT"},
+        {"}${PORT}{", "}8081{"},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char *got = gw_conf_expand(rows[i].in, "qwen 2.5", 8081);
+
+        ck_assert_msg(strcmp(got, rows[i].out) == 0, "%s -> %s, want %s", rows[i].in, got,
+                      rows[i].out);
+        free(got);
+    }
+}
+END_TEST
+
+START_TEST(test_split_http_url)
+{
+    static const struct {
+        const char *url;
+        int rc;
+        const char *host;
+        unsigned port;
+        const char *path;
+    } rows[] = {
+        {"http://127.0.0.1:8081", 0, "127.0.0.1", 8081, ""},
+        {"HTTP://127.0.0.1:1/base/", 0, "127.0.0.1", 1, "/base/"},
+        {"http://localhost:65535", 0, "127.0.0.1", 65535, ""},
+        {"http://[::1]:80/x", 0, "::1", 80, "/x"},
+        {"http://127.0.0.1", -1, NULL, 0, NULL},
+        {"http://127.0.0.1:", -1, NULL, 0, NULL},
+        {"http://127.0.0.1:0", -1, NULL, 0, NULL},
+        {"http://127.0.0.1:65536", -1, NULL, 0, NULL},
+        {"http://127.0.0.1:80x", -1, NULL, 0, NULL},
+        {"http://host:80", -1, NULL, 0, NULL},
+        {"http://[::1:80", -1, NULL, 0, NULL},
+        {"https://127.0.0.1:443", -1, NULL, 0, NULL},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char host[64] = "";
+        unsigned port = 0;
+        const char *path = NULL;
+        int rc = gw_conf_split_http_url(rows[i].url, host, sizeof(host), &port, &path);
+
+        ck_assert_msg(rc == rows[i].rc, "%s: rc %d", rows[i].url, rc);
+        if (rc != 0)
+            continue;
+        ck_assert_str_eq(host, rows[i].host);
+        ck_assert_uint_eq(port, rows[i].port);
+        ck_assert_str_eq(path, rows[i].path);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------------------------
  * Bad configs: exact message and code
  * ------------------------------------------------------------------------------- */
@@ -252,6 +416,13 @@ typedef struct bad_row {
 #define PORT_MSG "listen.port: expected an integer from 0 to 65535"
 #define THREADS_MSG "listen.threads: expected an integer from 1 to 64"
 #define LEVEL_MSG "log.level: expected one of error, warn, info, debug"
+#define VAR_MSG(path, name) path ": unknown variable ${" name "} (only ${PORT} and ${MODEL} expand)"
+#define PROBE_MSG                                                                           \
+    "models.q.upstream: with a command, expected http://IP:PORT (the health check connects "  \
+    "there)"
+#define ENV_NAME_MSG(q)                                                                     \
+    "models.q.env: invalid variable name " q ": expected letters, digits and '_', not "       \
+    "starting with a digit"
 
 static const bad_row_t bad_rows[] = {
     /* JSON syntax: jansson's text with its position. */
@@ -411,6 +582,91 @@ static const bad_row_t bad_rows[] = {
      "models.q.api_key: expected a non-empty string"},
     {MODEL("{\"upstream\": \"http://h\", \"api_key\": \"k\\r\\nX-Evil: 1\"}"), GW_EPARAM,
      "models.q.api_key: must not contain control characters"},
+
+    /* command */
+    {CMD("[]"), GW_EPARAM, "models.q.command: expected a non-empty array of strings"},
+    {CMD("\"llama-server --port 8081\""), GW_EPARAM,
+     "models.q.command: expected a non-empty array of strings"},
+    {CMD("[\"\"]"), GW_EPARAM, "models.q.command[0]: expected the program to run"},
+    {CMD("[\"x\", 8081]"), GW_EPARAM, "models.q.command[1]: expected a string"},
+    {CMD("[\"x\", \"${FOO}\"]"), GW_EPARAM, VAR_MSG("models.q.command[1]", "FOO")},
+    {CMD("[\"x\", \"--port=${port}\"]"), GW_EPARAM, VAR_MSG("models.q.command[1]", "port")},
+    {CMD("[\"x\", \"${}\"]"), GW_EPARAM, VAR_MSG("models.q.command[1]", "")},
+    {CMD("[\"x\", \"${PORT\"]"), GW_EPARAM,
+     "models.q.command[1]: \"${\" without a closing '}'"},
+    {CMD("[\"${MODEL}\"]"), GW_EPARAM,
+     "models.q.upstream: required when the command does not use ${PORT}"},
+    {MODEL("{\"command\": [\"x\", \"${PORT}\"], \"upstream\": \"http://127.0.0.1:1\"}"),
+     GW_EPARAM,
+     "models.q.upstream: must not be set when the command uses ${PORT} (the backend is then "
+     "http://127.0.0.1:PORT)"},
+    {MODEL("{\"command\": [\"x\"], \"upstream\": \"http://h:8081\"}"), GW_EPARAM, PROBE_MSG},
+    {MODEL("{\"command\": [\"x\"], \"upstream\": \"https://127.0.0.1:8081\"}"), GW_EPARAM,
+     PROBE_MSG},
+    {MODEL("{\"command\": [\"x\"], \"upstream\": \"http://127.0.0.1\"}"), GW_EPARAM, PROBE_MSG},
+    {MODEL("{\"command\": [\"x\"], \"upstream\": \"http://[::1]\"}"), GW_EPARAM, PROBE_MSG},
+
+    /* env, vram_mb, ttl_s, start_timeout_ms */
+    {SPAWN(",\"env\": [\"A=1\"]"), GW_EPARAM, "models.q.env: expected an object of strings"},
+    {SPAWN(",\"env\": {\"1A\": \"x\"}"), GW_EPARAM, ENV_NAME_MSG("\"1A\"")},
+    {SPAWN(",\"env\": {\"A=B\": \"x\"}"), GW_EPARAM, ENV_NAME_MSG("\"A=B\"")},
+    {SPAWN(",\"env\": {\"\": \"x\"}"), GW_EPARAM, ENV_NAME_MSG("\"\"")},
+    {SPAWN(",\"env\": {\"A\": 1}"), GW_EPARAM, "models.q.env.A: expected a string"},
+    {SPAWN(",\"env\": {\"A\": \"${HOME}\"}"), GW_EPARAM, VAR_MSG("models.q.env.A", "HOME")},
+    {SPAWN(",\"vram_mb\": -1"), GW_EPARAM,
+     "models.q.vram_mb: expected an integer from 0 to 16777216"},
+    {SPAWN(",\"vram_mb\": 3.4"), GW_EPARAM,
+     "models.q.vram_mb: expected an integer from 0 to 16777216"},
+    {SPAWN(",\"ttl_s\": \"600\""), GW_EPARAM,
+     "models.q.ttl_s: expected an integer from 0 to 31536000"},
+    {SPAWN(",\"start_timeout_ms\": 0"), GW_EPARAM,
+     "models.q.start_timeout_ms: expected an integer from 1 to 86400000"},
+    {MODEL("{\"upstream\": \"http://h\", \"vram_mb\": 1}"), GW_EPARAM,
+     "models.q.vram_mb: only valid with a command"},
+    {MODEL("{\"upstream\": \"http://h\", \"ttl_s\": 1, \"env\": {}}"), GW_EPARAM,
+     "models.q.ttl_s: only valid with a command"},
+
+    /* backends */
+    {WITH("\"backends\": 1"), GW_EPARAM, "backends: expected an object"},
+    {WITH("\"backends\": {\"vram\": 1}"), GW_EPARAM, "backends.vram: unknown key"},
+    {WITH("\"backends\": {\"vram_budget_mb\": -1}"), GW_EPARAM,
+     "backends.vram_budget_mb: expected an integer from 0 to 16777216"},
+    {WITH("\"backends\": {\"ttl_s\": 31536001}"), GW_EPARAM,
+     "backends.ttl_s: expected an integer from 0 to 31536000"},
+    {WITH("\"backends\": {\"start_timeout_ms\": 0}"), GW_EPARAM,
+     "backends.start_timeout_ms: expected an integer from 1 to 86400000"},
+    {WITH("\"backends\": {\"stop_grace_ms\": 600001}"), GW_EPARAM,
+     "backends.stop_grace_ms: expected an integer from 0 to 600000"},
+    {WITH("\"backends\": {\"queue_max\": -1}"), GW_EPARAM,
+     "backends.queue_max: expected an integer from 0 to 100000"},
+    {WITH("\"backends\": {\"swap_wait_ms\": null}"), GW_EPARAM,
+     "backends.swap_wait_ms: expected an integer from 0 to 86400000"},
+    {WITH("\"backends\": {\"restart_backoff_ms\": 0}"), GW_EPARAM,
+     "backends.restart_backoff_ms: expected an integer from 1 to 86400000"},
+    {WITH("\"backends\": {\"health_interval_ms\": 4}"), GW_EPARAM,
+     "backends.health_interval_ms: expected an integer from 5 to 60000"},
+    {WITH("\"backends\": {\"loading_ping_ms\": 49}"), GW_EPARAM,
+     "backends.loading_ping_ms: expected an integer from 50 to 600000"},
+    {WITH("\"backends\": {\"restart_backoff_ms\": 1000, \"restart_backoff_max_ms\": 999}"),
+     GW_EPARAM,
+     "backends.restart_backoff_max_ms: must be at least backends.restart_backoff_ms (1000)"},
+    {TWO("{\"vram_budget_mb\": 499}"), GW_EPARAM,
+     "models.s.vram_mb: 500 exceeds backends.vram_budget_mb (499)"},
+    {TWO("{\"preload\": \"s\"}"), GW_EPARAM,
+     "backends.preload: expected an array of model names"},
+    {TWO("{\"preload\": [\"s\", 1]}"), GW_EPARAM, "backends.preload[1]: expected a model name"},
+    {TWO("{\"preload\": [\"\"]}"), GW_EPARAM, "backends.preload[0]: expected a model name"},
+    {TWO("{\"preload\": [\"nope\"]}"), GW_EPARAM, "backends.preload[0]: unknown model \"nope\""},
+    {TWO("{\"preload\": [\"q\"]}"), GW_EPARAM,
+     "backends.preload[0]: model \"q\" has no command to start"},
+    {TWO("{\"preload\": [\"s\", \"s2\"]}"), GW_EPARAM,
+     "backends.preload[1]: \"s2\" is listed twice"},
+    {"{\"models\":{\"a\":{\"command\":[\"x\",\"${PORT}\"],\"vram_mb\":600},"
+     "\"b\":{\"command\":[\"x\",\"${PORT}\"],\"vram_mb\":600}},"
+     "\"backends\":{\"vram_budget_mb\":1000,\"preload\":[\"a\",\"b\"]}}",
+     GW_EPARAM,
+     "backends.preload: the listed models need 1200 MB of VRAM, more than "
+     "backends.vram_budget_mb (1000)"},
 };
 
 #define N_BAD ((int)(sizeof(bad_rows) / sizeof(bad_rows[0])))
@@ -575,6 +831,9 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, test_upstream_accepted);
     tcase_add_test(tc, test_aliases_namespace);
     tcase_add_test(tc, test_names_utf8);
+    tcase_add_test(tc, test_spawned);
+    tcase_add_test(tc, test_expand);
+    tcase_add_test(tc, test_split_http_url);
     tcase_add_test(tc, test_free_null);
     suite_add_tcase(s, tc);
 
