@@ -2374,6 +2374,10 @@ int main(int argc, char **argv)
         rc = 1;
         goto stop;
     }
+    /* without a load time the model is ready before anyone can know the port: a client
+     * that connects right after the listening line must not see 503 Loading model */
+    if (opt.load_ms <= 0 && !opt.fail_load)
+        g_ready = 1;
     printf("fake-llama listening on %s:%d\n", opt.host, port);
     fflush(stdout);
     if (!opt.quiet)
