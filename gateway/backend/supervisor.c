@@ -706,7 +706,6 @@ static void on_exit_event(gw_proc_t *p, uint64_t now)
     default:
         break;
     }
-    p->port = 0;
     if ((p->state == P_STOPPED || p->state == P_FAILED) && (p->n_waiters || p->load_requested)) {
         if (p->state == P_FAILED && now < p->next_start_ok) {
             snprintf(msg, sizeof(msg),
