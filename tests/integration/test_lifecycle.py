@@ -161,6 +161,46 @@ class Lifecycle(GatewayTestCase):
             argv = f.read().split(b"\0")
         self.assertEqual(argv[1:5], [b"--port", str(info["port"]).encode(), b"--alias", b"m"])
 
+    def test_token_ids_through_a_spawned_backend(self):
+        # the token-ID prelude (/tokenize, /apply-template) waits for the start too
+        self.gw({"m": spawned("--load-ms", "300")})
+        res = self.in_threads([lambda: self.chat("m", max_tokens=3, return_token_ids=True),
+                               lambda: self.chat("m", stream=True, max_tokens=3,
+                                                 return_token_ids=True)])
+        st, _, body = res[0]
+        self.assertEqual(st, 200, body)
+        j = json.loads(body)
+        self.assertEqual(len(j["choices"][0]["token_ids"]), 3)
+        self.assertEqual(len(j["prompt_token_ids"]), j["usage"]["prompt_tokens"])
+        st, _, body = res[1]
+        self.assertEqual(st, 200, body)
+        ev = sse_events(body)
+        self.assertEqual(ev[-1], "[DONE]")
+        chunks = [json.loads(e) for e in ev[:-1] if not e.startswith(":")]
+        ids = [i for c in chunks for ch in c["choices"] for i in ch.get("token_ids") or []]
+        self.assertEqual(ids, j["choices"][0]["token_ids"])
+        self.assertEqual(len(self.starts("m")), 1)
+
+    def test_port_taken_while_stopped(self):
+        import socket
+        self.gw({"m": spawned()})
+        self.assertEqual(self.chat("m")[0], 200)
+        port = self.state("m")["port"]
+        self.assertEqual(self.post("/admin/models/m/unload")[0], 200)
+        squatter = socket.socket()
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen(1)
+        try:
+            st, _, body = self.chat("m")
+            self.assertEqual(st, 200, body)
+            info = self.state("m")
+            self.assertNotEqual(info["port"], port)
+            self.assertIn("model m: port %d is taken by another process; the backend moves to "
+                          "port %d" % (port, info["port"]), self.g.stderr())
+        finally:
+            squatter.close()
+
     def test_queue_bound(self):
         self.gw({"m": spawned("--load-ms", "800")}, queue_max=2)
         res = self.in_threads([lambda: self.chat("m") for _ in range(4)])
