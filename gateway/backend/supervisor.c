@@ -50,7 +50,7 @@ extern char **environ;
 #define PROBE_FIRST_MS 5        /* first gap between probes; doubles up to health_interval */
 #define PROBE_TIMEOUT_MS 2000   /* one probe's connect + answer */
 #define HINT_GAP_MS 10          /* output-triggered probes at most this often */
-#define HINT_ECHO_MS 3          /* output this soon after a probe's answer is its echo */
+#define HINT_ECHO_MS 5          /* one line this soon after a probe's answer may be its echo */
 #define LINE_MAX_BYTES 1024     /* a longer output line is logged in pieces */
 #define TAIL_LINES 5            /* stderr lines kept for failure reports */
 #define TAIL_LINE_BYTES 200
@@ -98,6 +98,7 @@ typedef struct gw_proc {
     size_t probe_len;
     unsigned probe_gap, n_probes;
     uint64_t next_probe, probe_deadline, last_probe, probe_answered;
+    int echo_pending;          /* the backend may still log the last probe (one line) */
 
     /* requests */
     long leases;
@@ -394,10 +395,15 @@ static void emit_line(gw_proc_t *p, char *line, size_t len, int is_err, uint64_t
         t[n] = '\0';
         p->tail_n++;
     }
-    /* Output while starting often means "ready": probe soon. Not for a line that is
-     * probably the backend logging our own probe (fake-llama does; llama-server b10587
-     * does not log /health), which would make every probe trigger the next. */
-    if (p->state == P_STARTING && p->probe_fd < 0 && now >= p->probe_answered + HINT_ECHO_MS) {
+    /* Output while starting often means "ready": probe soon. But the first line right
+     * after a probe's answer is probably the backend logging that probe (fake-llama does;
+     * llama-server b10587 does not log /health), and following it would make every probe
+     * trigger the next. A ready line swallowed that way is followed by others. */
+    if (p->echo_pending && now < p->probe_answered + HINT_ECHO_MS) {
+        p->echo_pending = 0;
+        return;
+    }
+    if (p->state == P_STARTING && p->probe_fd < 0) {
         uint64_t at = p->last_probe + HINT_GAP_MS > now ? p->last_probe + HINT_GAP_MS : now;
 
         if (at < p->next_probe)
@@ -735,6 +741,7 @@ static void probe_done(gw_proc_t *p, int status, uint64_t now)
 {
     probe_close(p);
     p->probe_answered = now;
+    p->echo_pending = status != 0; /* a refused connection is not logged */
     if (status == 200 && p->state == P_STARTING)
         became_ready(p, now);
     else

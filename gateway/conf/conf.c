@@ -96,7 +96,7 @@ static const conf_key_t conf_keys[] = {
     NUM("backends", "swap_wait_ms", KEY_UINT, swap_wait_ms, 0, DAY_MS, 60000),
     NUM("backends", "restart_backoff_ms", KEY_UINT, backoff_ms, 1, DAY_MS, 1000),
     NUM("backends", "restart_backoff_max_ms", KEY_UINT, backoff_max_ms, 1, DAY_MS, 60000),
-    NUM("backends", "health_interval_ms", KEY_UINT, health_interval_ms, 5, 60000, 100),
+    NUM("backends", "health_interval_ms", KEY_UINT, health_interval_ms, 5, 60000, 50),
     NUM("backends", "loading_ping_ms", KEY_UINT, loading_ping_ms, 50, 600000, 3000),
     {NULL, NULL, 0, 0, 0, 0, 0, NULL},
 };

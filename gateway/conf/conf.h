@@ -15,7 +15,7 @@
  *     "backends": {"vram_budget_mb": 16000, "ttl_s": 0, "preload": ["gemma3-4b"],
  *                  "start_timeout_ms": 120000, "stop_grace_ms": 5000, "queue_max": 64,
  *                  "swap_wait_ms": 60000, "restart_backoff_ms": 1000,
- *                  "restart_backoff_max_ms": 60000, "health_interval_ms": 100,
+ *                  "restart_backoff_max_ms": 60000, "health_interval_ms": 50,
  *                  "loading_ping_ms": 3000},
  *     "models": {
  *       "qwen": {"upstream": "http://127.0.0.1:8081", "aliases": ["gpt-4o-mini"],
@@ -90,7 +90,7 @@ typedef struct gw_conf {
     unsigned swap_wait_ms;        /* wait for VRAM held by busy models, default 60000 */
     unsigned backoff_ms;          /* first restart backoff after a failure, default 1000 */
     unsigned backoff_max_ms;      /* ceiling of the doubling backoff, default 60000 */
-    unsigned health_interval_ms;  /* longest gap between /health probes, default 100 */
+    unsigned health_interval_ms;  /* longest gap between /health probes, default 50 */
     unsigned loading_ping_ms;     /* SSE comment period for streams waiting on a start */
     size_t *preload;              /* indexes into models, started at boot */
     size_t n_preload;

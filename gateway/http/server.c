@@ -780,9 +780,22 @@ static void committed_error(gw_proxy_t *px)
     pthread_mutex_unlock(&px->mu);
 }
 
+/* The backend is done with this request: end the lease (upstream thread; at the latest
+ * from on_release, which follows on_completed's wait withdrawal, so leased is final). */
+static void proxy_unlease(gw_proxy_t *px)
+{
+    if (px->leased) {
+        px->leased = 0;
+        gw_supervisor_release(px->model);
+    }
+}
+
 static void xfer_on_done(gw_xfer_t *x, CURLcode rc)
 {
     gw_proxy_t *px = GW_CONTAINER_OF(x, gw_proxy_t, x);
+
+    /* before the client gets the last byte: a model is idle as soon as its backend is */
+    proxy_unlease(px);
 
     px->up_rc = rc;
     if (!px->headers_done) {
@@ -889,9 +902,7 @@ static void xfer_on_release(gw_xfer_t *x)
     }
     if (px->tok_mode)
         gw_tokcache_forget(px->srv->tokcache, px->model, &px->tok_waiter);
-    /* on_completed withdrew the supervisor wait before the cancel: leased is final */
-    if (px->leased)
-        gw_supervisor_release(px->model);
+    proxy_unlease(px);
     atomic_fetch_sub(&px->model->inflight, 1);
     proxy_unref(px);
 }

@@ -322,7 +322,7 @@ START_TEST(test_spawned)
     ck_assert_uint_eq(c->swap_wait_ms, 60000);
     ck_assert_uint_eq(c->backoff_ms, 1000);
     ck_assert_uint_eq(c->backoff_max_ms, 60000);
-    ck_assert_uint_eq(c->health_interval_ms, 100);
+    ck_assert_uint_eq(c->health_interval_ms, 50);
     ck_assert_uint_eq(c->loading_ping_ms, 3000);
     ck_assert_uint_eq(c->n_preload, 0);
     gw_conf_free(c);
