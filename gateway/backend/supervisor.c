@@ -82,7 +82,6 @@ typedef struct gw_proc {
     char *url;                 /* its base URL, published in m->upstream */
     char **old_urls;           /* URLs replaced after a port clash: readers may hold them */
     size_t n_old_urls;
-    int has_pidfd_watch;
     linebuf_t out, err;
     char tail[TAIL_LINES][TAIL_LINE_BYTES];
     unsigned tail_n;           /* lines pushed so far */
@@ -924,7 +923,7 @@ static void schedule_pending(gw_supervisor_t *s, uint64_t now)
 static void reconcile(gw_supervisor_t *s, uint64_t now)
 {
     const gw_conf_t *conf = s->conf;
-    char msg[320], busy[400];
+    char msg[400], busy[400];
     size_t i;
 
     for (i = 0; i < s->n; i++) {
@@ -972,8 +971,9 @@ static void reconcile(gw_supervisor_t *s, uint64_t now)
                        busy);
                 snprintf(msg, sizeof(msg),
                          "model '%s' cannot be loaded now: it needs %u MB of VRAM and the "
-                         "models holding the %u MB budget stayed busy for %u ms",
-                         name_of(p), p->conf->vram_mb, conf->vram_budget_mb, conf->swap_wait_ms);
+                         "models holding the %u MB budget stayed busy for %u ms: %.150s",
+                         name_of(p), p->conf->vram_mb, conf->vram_budget_mb, conf->swap_wait_ms,
+                         busy);
                 fire_waiters(p, GW_EBUSY, msg);
                 pending_end(p);
             }
@@ -1414,6 +1414,7 @@ gw_err_t gw_supervisor_new(const gw_conf_t *conf, gw_registry_t *reg, gw_supervi
         goto out;
     }
     s->thread_started = 1;
+    pthread_setname_np(s->thread, "gw-supervisor");
     rc = GW_OK;
 out:
     if (rc != GW_OK) {

@@ -428,7 +428,9 @@ class Lifecycle(GatewayTestCase):
         elapsed = time.monotonic() - t0
         self.assertEqual(st, 503, body)
         self.assertEqual(hdrs.get("retry-after"), "1")
-        self.assertIn("model 'b' cannot be loaded now", json.loads(body)["error"]["message"])
+        msg = json.loads(body)["error"]["message"]
+        self.assertIn("model 'b' cannot be loaded now", msg)
+        self.assertIn("a (600 MB, ready, 1 in flight)", msg)
         self.assertGreater(elapsed, 0.4)
         self.assertLess(elapsed, 1.5)
         t.join(30)
