@@ -106,6 +106,7 @@ typedef struct gw_proc {
     gw_sup_wait_t stop_waiters;
     int load_requested;        /* preload or admin load with no waiter left */
     uint64_t last_used;
+    int ttl_armed;             /* the thread's current sleep ends at or before the ttl */
 
     /* timing */
     uint64_t t_want, t_spawn, t_ready, start_deadline, pending_deadline, pending_seq;
@@ -1018,7 +1019,8 @@ static int next_timeout(gw_supervisor_t *s, uint64_t now)
             AT(p->probe_fd < 0 ? p->next_probe : p->probe_deadline);
             break;
         case P_READY:
-            if (p->conf->ttl_s && p->leases == 0 && p->n_waiters == 0)
+            p->ttl_armed = p->conf->ttl_s && p->leases == 0 && p->n_waiters == 0;
+            if (p->ttl_armed)
                 AT(p->last_used + (uint64_t)p->conf->ttl_s * 1000u);
             break;
         case P_STOPPING:
@@ -1141,6 +1143,7 @@ static gw_err_t enqueue(gw_model_t *m, gw_sup_wait_t *w, int kind, gw_errbuf_t *
     gw_supervisor_t *s;
     gw_err_t rc = GW_OK;
     uint64_t now;
+    int poke = 0;
 
     w->queued = 0;
     w->state = W_IDLE;
@@ -1174,8 +1177,10 @@ static gw_err_t enqueue(gw_model_t *m, gw_sup_wait_t *w, int kind, gw_errbuf_t *
                      (unsigned long long)(p->next_start_ok - now));
         goto out;
     }
-    if (p->state == P_STOPPED || p->state == P_FAILED)
+    if (p->state == P_STOPPED || p->state == P_FAILED) {
         want_start(p, now);
+        poke = 1;
+    }
     if (p->n_waiters >= s->conf->queue_max) {
         if (kind == W_LOAD)
             p->load_requested = 1;
@@ -1189,11 +1194,14 @@ static gw_err_t enqueue(gw_model_t *m, gw_sup_wait_t *w, int kind, gw_errbuf_t *
     p->n_waiters++;
     w->state = W_QUEUED;
     w->queued = 1;
-    if (w->on_tick && p->next_ping == 0)
+    if (w->on_tick && p->next_ping == 0) {
         p->next_ping = now + s->conf->loading_ping_ms;
+        poke = 1;
+    }
 out:
     pthread_mutex_unlock(&s->mu);
-    wake(s);
+    if (poke)
+        wake(s); /* a ready model costs the thread nothing */
     return rc;
 }
 
@@ -1222,13 +1230,16 @@ void gw_supervisor_release(gw_model_t *m)
         p->leases--;
     p->last_used = now_ms();
     if (p->leases == 0) {
-        poke = p->conf->ttl_s > 0;
+        /* the thread must see that the model went idle: to arm its ttl (unless its sleep
+         * already ends at an older, earlier ttl deadline: it re-reads last_used then), and
+         * so that a pending start may evict it */
+        poke = p->conf->ttl_s > 0 && !p->ttl_armed;
         for (i = 0; i < s->n && !poke; i++)
             poke = s->procs[i].state == P_PENDING;
     }
     pthread_mutex_unlock(&s->mu);
     if (poke)
-        wake(s); /* re-arm the ttl timer; a pending start may now evict it */
+        wake(s);
 }
 
 int gw_supervisor_cancel(gw_model_t *m, gw_sup_wait_t *w)
