@@ -223,6 +223,42 @@ class Lifecycle(GatewayTestCase):
         self.assertGreaterEqual(len(pings), 3, ev)
         self.assertEqual(ev[-1], "[DONE]")
 
+    def test_client_gone_while_waiting(self):
+        self.gw({"m": spawned("--load-ms", "600")})
+        conns = []
+        for stream in (False, True):
+            c = Conn(self.g.port)
+            c.send_request("POST", CHAT, chat_body("m", stream=stream))
+            conns.append(c)
+        wait_for(lambda: self.state("m")["queued"] == 2, 5, 0.01, "two waiting requests")
+        for c in conns:
+            c.close()
+        wait_for(lambda: self.state("m")["queued"] == 0, 5, 0.01, "the waits to be withdrawn")
+        info = self.wait_state("m", "ready")  # the start goes on; nothing leaks
+        self.assertEqual(info["inflight"], 0)
+        st, _, body = self.chat("m")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(len(self.starts("m")), 1)
+
+    def test_gateway_sigterm_while_starting(self):
+        self.gw({"m": spawned("--load-ms", "5000")}, stop_grace_ms=300)
+        res = {}
+        t = threading.Thread(target=lambda: res.update(a=self.chat("m")))
+        t.start()
+        c = Conn(self.g.port)
+        c.send_request("POST", CHAT, chat_body("m", stream=True))
+        wait_for(lambda: self.state("m")["queued"] == 2, 5, 0.01, "two waiting requests")
+        pid = int(re.search(r"model m: started pid (\d+)", self.g.stderr()).group(1))
+        self._procs.remove(self.g)
+        t0 = time.monotonic()
+        rc = self.g.stop(signal.SIGTERM, timeout=10)
+        self.assertEqual(rc, 0, self.g.stderr()[-3000:])
+        self.assertLess(time.monotonic() - t0, 3)
+        self.assertNotIn("Sanitizer", self.g.stderr())
+        t.join(10)
+        c.close()
+        self.assertFalse(pid_alive(pid))
+
     # ------------------------------------------------------------------ failed starts
 
     def test_start_timeout(self):
