@@ -481,7 +481,8 @@ static void begin_stop(gw_proc_t *p, uint64_t now, int next_state, const char *f
     p->killed = 0;
     gw_spawn_kill(p->ch.pid, grace ? SIGTERM : SIGKILL);
     p->killed = grace == 0;
-    GW_LOG(GW_LOG_INFO, "model %s: stopping pid %ld (%s): %s to its process group, SIGKILL after %u ms",
+    GW_LOG(GW_LOG_INFO,
+           "model %s: stopping pid %ld (%s): %s to its process group, SIGKILL after %u ms",
            name_of(p), (long)p->ch.pid, p->stop_reason, grace ? "SIGTERM" : "SIGKILL", grace);
 }
 
@@ -786,7 +787,8 @@ static void probe_event(gw_proc_t *p, uint64_t now)
         n = snprintf(req, sizeof(req),
                      "GET %s/health HTTP/1.1\r\nHost: %s:%u\r\nConnection: close\r\n\r\n",
                      p->probe_prefix, p->probe_host, p->probe_port);
-        if (n < 0 || (size_t)n >= sizeof(req) || send(p->probe_fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+        if (n < 0 || (size_t)n >= sizeof(req) ||
+            send(p->probe_fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
             probe_done(p, 0, now);
             return;
         }

@@ -3,7 +3,8 @@
  *
  * Owns one thread, every child process, and each spawned model's run-time state:
  *
- *   stopped --request/load/preload--> starting --/health 200--> ready --ttl/unload/evict--> stopping --exit--> stopped
+ *   stopped --request, load, preload--> starting --/health 200--> ready
+ *   ready --ttl, unload, eviction--> stopping --exit--> stopped
  *   starting --exit, start timeout, exec error--> failed (next start after a doubling backoff)
  *   ready --unexpected exit--> failed (the next request starts it again at once)
  *
@@ -23,8 +24,9 @@
  * mutex briefly and never block on I/O (cancel may wait for a callback that is running).
  * Callbacks (gw_sup_wait_t.on_done, .on_tick) run on the supervisor thread without that
  * mutex, so they may call these verbs (except cancel on their own w) and take their own
- * locks; a caller may hold its own lock around acquire/load/unload as long as its
- * callbacks take that same lock (the lock order is then: caller's lock, supervisor's).
+ * locks. A caller may hold its own lock around acquire/load/unload even if its callbacks
+ * take that lock (the order is then: caller's lock, supervisor's), but must not hold it
+ * around cancel, which may wait for such a callback to return.
  */
 #ifndef GW_BACKEND_SUPERVISOR_H
 #define GW_BACKEND_SUPERVISOR_H
@@ -77,7 +79,8 @@ struct gw_sup_wait {
 /*
  * Creates the supervisor for the models of reg that have a command (sets their
  * gw_model_t.proc, and .upstream for those with ${PORT}: a free loopback port is picked
- * for each now and kept across restarts), starts its thread and the preload list. conf and reg are borrowed
+ * for each now and kept across restarts), starts its thread and the preload list. conf
+ * and reg are borrowed
  * and must outlive it. Returns GW_OK, or an error with err filled (thread or epoll
  * creation failed).
  */

@@ -176,7 +176,8 @@ START_TEST(test_spawn_exec_error)
 
     memset(&err, 0, sizeof(err));
     ck_assert_int_eq(gw_spawn("/nonexistent/llama-server", argv, envp, &c, &err), GW_EINTERNAL);
-    ck_assert_str_eq(err.msg, "cannot execute /nonexistent/llama-server: No such file or directory");
+    ck_assert_str_eq(err.msg,
+                     "cannot execute /nonexistent/llama-server: No such file or directory");
     ck_assert_int_eq(c.pid, -1);
     ck_assert_int_eq(c.out_fd, -1);
     ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1); /* the failed child was reaped */
