@@ -202,7 +202,7 @@ class Lifecycle(GatewayTestCase):
             squatter.close()
 
     def test_queue_bound(self):
-        self.gw({"m": spawned("--load-ms", "800")}, queue_max=2)
+        self.gw({"m": spawned("--load-ms", "1500")}, queue_max=2)
         res = self.in_threads([lambda: self.chat("m") for _ in range(4)])
         codes = sorted(r[0] for r in res)
         self.assertEqual(codes, [200, 200, 503, 503], res)
@@ -231,6 +231,7 @@ class Lifecycle(GatewayTestCase):
             c.send_request("POST", CHAT, chat_body("m", stream=stream))
             conns.append(c)
         wait_for(lambda: self.state("m")["queued"] == 2, 5, 0.01, "two waiting requests")
+        wait_for(lambda: self.state("m")["pid"], 5, 0.01, "the backend to be started")
         for c in conns:
             c.close()
         wait_for(lambda: self.state("m")["queued"] == 0, 5, 0.01, "the waits to be withdrawn")
@@ -318,7 +319,7 @@ class Lifecycle(GatewayTestCase):
 
     def test_restart_backoff_grows(self):
         self.gw({"m": spawned("--load-ms", "50", "--fail-load")},
-                restart_backoff_ms=150, restart_backoff_max_ms=5000)
+                restart_backoff_ms=200, restart_backoff_max_ms=5000)
         deadline = time.monotonic() + 8
         backing_off = 0
         while len(self.starts("m")) < 4 and time.monotonic() < deadline:
@@ -330,10 +331,16 @@ class Lifecycle(GatewayTestCase):
         times = [log_time(l) for l in self.starts("m")]
         self.assertGreaterEqual(len(times), 4, self.g.stderr()[-3000:])
         gaps = [b - a for a, b in zip(times, times[1:])]
-        # load 50 ms + backoff 150, 300, 600 ms
-        self.assertGreater(gaps[0], 0.15)
-        self.assertGreater(gaps[1], gaps[0] * 1.4, gaps)
-        self.assertGreater(gaps[2], gaps[1] * 1.4, gaps)
+        # the backoff doubles after each failed start...
+        delays = [int(d) for d in re.findall(r"model m failed to start \(failure \d+ in a "
+                                             r"row\).*next start allowed in (\d+) ms",
+                                             self.g.stderr())]
+        self.assertEqual(delays[:3], [200, 400, 800])
+        # ...and the starts really are that far apart (plus the 50 ms load), growing
+        for gap, delay in zip(gaps, delays):
+            self.assertGreater(gap, (delay + 50) / 1000.0 - 0.01, (gaps, delays))
+        self.assertGreater(gaps[1], gaps[0] + 0.1, gaps)
+        self.assertGreater(gaps[2], gaps[1] + 0.2, gaps)
         self.assertGreater(backing_off, 0)
         info = self.state("m")
         self.assertEqual(info["state"], "failed")
@@ -355,10 +362,16 @@ class Lifecycle(GatewayTestCase):
         t = threading.Thread(target=lambda: nonstream.append(
             self.chat("m", max_tokens=200, fake_token_ms=50)))
         t.start()
+        port = self.state("m")["port"]
+
+        def generating():
+            st, _, log = request("127.0.0.1", port, "GET", "/__fake/log")
+            return len([r for r in json.loads(log) if r["outcome"] == "in_progress"]) == 2
+        wait_for(generating, 10, 0.01, "both requests to reach the backend")
 
         def on_chunk(data):
             got.append(data)
-            if len(got) == 3:
+            if len(got) == 2:
                 os.kill(pid, signal.SIGKILL)
         c.read_chunks(on_chunk)
         c.close()
