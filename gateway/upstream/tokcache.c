@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/supervisor.h"
 #include "core/alloc.h"
 #include "upstream/fetch.h"
 
@@ -20,6 +21,7 @@ typedef struct entry {
     gw_fetch_t *fetch;      /* in flight, or NULL */
     size_t n_vocab;
     signed char *special;   /* per id: -1 unknown, 0, 1 */
+    long pid;               /* spawned backend's process when the vocabulary was fetched */
     gw_tokcache_waiter_t *waiters;
 } entry_t;
 
@@ -160,7 +162,13 @@ static void on_models(gw_fetch_t *f, void *data)
 void gw_tokcache_get(gw_tokcache_t *tc, gw_model_t *m, gw_tokcache_waiter_t *w)
 {
     entry_t *e = &tc->e[m->index];
+    gw_sup_info_t info;
 
+    /* a spawned backend that was restarted since (a new process) may be another build or
+     * model file: its vocabulary is fetched again */
+    gw_supervisor_info(m, &info);
+    if (e->vocab && info.managed && info.pid != e->pid)
+        gw_tokcache_invalidate(tc, m);
     if (e->vocab) {
         w->queued = 0;
         w->cb(w, e->vocab, NULL, 0);
@@ -171,6 +179,7 @@ void gw_tokcache_get(gw_tokcache_t *tc, gw_model_t *m, gw_tokcache_waiter_t *w)
     w->queued = 1;
     if (e->fetch == NULL) {
         tc->fetches++;
+        e->pid = info.managed ? info.pid : -1;
         e->fetch = gw_fetch_start(tc->up, m->upstream, "/v1/models", NULL, 0,
                                   m->conf->api_key, tc->timeout_ms, 16u * 1024 * 1024, on_models,
                                   e);

@@ -181,6 +181,24 @@ class Lifecycle(GatewayTestCase):
         self.assertEqual(ids, j["choices"][0]["token_ids"])
         self.assertEqual(len(self.starts("m")), 1)
 
+    def test_vocabulary_fetched_again_after_a_restart(self):
+        # the tokenizer cache belongs to one backend process: a new process is asked again
+        self.gw({"m": spawned()})
+
+        def vocab_fetches():
+            st, _, body = request("127.0.0.1", self.g.port, "GET", "/upstream/m/__fake/log")
+            self.assertEqual(st, 200, body)
+            return [r for r in json.loads(body) if r["path"] == "/tokenize" and
+                    isinstance(json.loads(r["body"]).get("content"), list)]
+        self.assertEqual(self.chat("m", max_tokens=2, return_token_ids=True)[0], 200)
+        self.assertEqual(len(vocab_fetches()), 1)
+        self.assertEqual(self.chat("m", max_tokens=2, return_token_ids=True)[0], 200)
+        self.assertEqual(len(vocab_fetches()), 1)  # cached
+        self.assertEqual(self.post("/admin/models/m/unload")[0], 200)
+        self.assertEqual(self.chat("m", max_tokens=2, return_token_ids=True)[0], 200)
+        self.assertEqual(len(vocab_fetches()), 1)  # the new process's log: fetched again
+        self.assertEqual(len(self.starts("m")), 2)
+
     def test_port_taken_while_stopped(self):
         import socket
         self.gw({"m": spawned()})
