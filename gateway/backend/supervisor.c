@@ -288,7 +288,8 @@ static void fire(gw_supervisor_t *s, gw_sup_wait_t *w, gw_err_t rc, const char *
 {
     w->state = W_FIRING;
     w->rc = rc;
-    snprintf(w->msg, sizeof(w->msg), "%s", msg ? msg : "");
+    /* a message longer than the waiter's buffer is cut (no format warning: %.*s) */
+    snprintf(w->msg, sizeof(w->msg), "%.*s", (int)(sizeof(w->msg) - 1), msg ? msg : "");
     w->fire_next = NULL;
     if (s->fire_tail)
         s->fire_tail->fire_next = w;

@@ -77,6 +77,7 @@ static const conf_key_t conf_keys[] = {
     {"listen", "host", KEY_HOST, offsetof(gw_conf_t, listen_host), 0, 0, 0, "127.0.0.1"},
     NUM("listen", "port", KEY_U16, listen_port, 0, 65535, 8000),
     NUM("listen", "threads", KEY_UINT, threads, 1, 64, 2),
+    NUM("listen", "upstream_threads", KEY_UINT, upstream_threads, 1, 16, 1),
     NUM("limits", "max_body_bytes", KEY_SIZE, max_body_bytes, 1, GIB, 16 * 1024 * 1024),
     NUM("limits", "max_connections", KEY_UINT, max_connections, 1, 1000000, 4096),
     NUM("limits", "max_stream_buffer_bytes", KEY_SIZE, max_stream_buffer, 1, GIB, 1024 * 1024),

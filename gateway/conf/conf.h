@@ -5,7 +5,7 @@
  * cannot silently do nothing):
  *
  *   {
- *     "listen":   {"host": "127.0.0.1", "port": 8000, "threads": 2},
+ *     "listen":   {"host": "127.0.0.1", "port": 8000, "threads": 2, "upstream_threads": 1},
  *     "limits":   {"max_body_bytes": 16777216, "max_connections": 4096,
  *                  "max_stream_buffer_bytes": 1048576, "max_response_bytes": 67108864,
  *                  "max_stop_token_ids": 64},
@@ -67,6 +67,7 @@ typedef struct gw_conf {
     char *listen_host;            /* default "127.0.0.1" */
     uint16_t listen_port;         /* default 8000; 0 = pick a free port */
     unsigned threads;             /* MHD worker threads, default 2, 1..64 */
+    unsigned upstream_threads;    /* curl-multi upstream threads, default 1, 1..16 */
 
     size_t max_body_bytes;        /* default 16 MiB */
     unsigned max_connections;     /* default 4096 */

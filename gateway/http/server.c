@@ -67,6 +67,9 @@
  * over (a larger one gets 431, like nginx's default 8k header buffers) and keeps 1,000
  * streams at 8 MiB; it is most of the per-stream memory. */
 #define GW_CONN_MEMORY (8u * 1024)
+/* Upstream threads, each with its own curl multi; relays are spread round robin. The
+ * token-ID path runs on the first, which owns the tokenizer cache. */
+#define GW_MAX_UPSTREAM_THREADS 16
 /* curl's receive buffer per transfer: SSE events are small; bodies just take more reads. */
 #define GW_CURL_BUFFER (8L * 1024)
 
@@ -74,8 +77,11 @@ struct gw_server {
     const gw_conf_t *conf;
     gw_registry_t *reg;
     struct MHD_Daemon *mhd;
-    gw_upstream_t *up;
-    gw_tokcache_t *tokcache;       /* upstream thread only */
+    gw_upstream_t *up;             /* ups[0]: also runs the tokenizer cache */
+    gw_upstream_t *ups[GW_MAX_UPSTREAM_THREADS];
+    unsigned n_up;
+    atomic_uint next_up;           /* round robin over ups for plain relays */
+    gw_tokcache_t *tokcache;       /* ups[0]'s thread only */
     gw_upstream_cmd_t free_cmd;
     uint16_t port;
     time_t started;
@@ -168,6 +174,7 @@ typedef enum proxy_mode { M_NONE = 0, M_SSE, M_RAW, M_BUFFER } proxy_mode_t;
 typedef struct gw_proxy {
     gw_xfer_t x;                /* the upstream transfer; container_of gives the proxy */
     gw_server_t *srv;
+    gw_upstream_t *up;          /* the upstream thread that owns x */
     pthread_mutex_t mu;
     atomic_int refs;
     struct gw_proxy *prev, *next; /* srv->proxies */
@@ -501,7 +508,7 @@ static void decide(gw_proxy_t *px)
         px->mode = ok && px->hdr_is_sse ? M_SSE : M_BUFFER;
         pthread_mutex_unlock(&px->mu);
         if (px->mode == M_SSE)
-            gw_upstream_set_deadline(px->srv->up, &px->x, gw_now_ms() + px->idle_ms);
+            gw_upstream_set_deadline(px->up, &px->x, gw_now_ms() + px->idle_ms);
         return;
     }
     if (px->route == R_UPSTREAM)
@@ -512,7 +519,7 @@ static void decide(gw_proxy_t *px)
         px->mode = M_BUFFER;
     if (px->mode == M_BUFFER)
         return; /* answered when the body is complete */
-    gw_upstream_set_deadline(px->srv->up, &px->x, gw_now_ms() + px->idle_ms);
+    gw_upstream_set_deadline(px->up, &px->x, gw_now_ms() + px->idle_ms);
     pthread_mutex_lock(&px->mu);
     px->decided = 1;
     wake(px);
@@ -530,7 +537,7 @@ static int on_up_connected(void *ud, char *ip, char *local_ip, int port, int loc
     (void)port;
     (void)local_port;
     px->connected = 1;
-    gw_upstream_set_deadline(px->srv->up, &px->x,
+    gw_upstream_set_deadline(px->up, &px->x,
                              gw_now_ms() + px->srv->conf->first_byte_timeout_ms);
     return CURL_PREREQFUNC_OK;
 }
@@ -871,7 +878,7 @@ static void xfer_on_hup(gw_xfer_t *x)
     px->client_gone = 1;
     wake(px);
     pthread_mutex_unlock(&px->mu);
-    gw_upstream_abort(px->srv->up, x, CURLE_ABORTED_BY_CALLBACK);
+    gw_upstream_abort(px->up, x, CURLE_ABORTED_BY_CALLBACK);
 }
 
 static void xfer_on_deadline(gw_xfer_t *x)
@@ -889,7 +896,7 @@ static void xfer_on_deadline(gw_xfer_t *x)
     else
         set_fail(px, GW_ETIMEOUT, "backend for model '%s' sent nothing for %u ms",
                  px->model->conf->name, conf->idle_stream_timeout_ms);
-    gw_upstream_abort(px->srv->up, x, CURLE_OPERATION_TIMEDOUT);
+    gw_upstream_abort(px->up, x, CURLE_OPERATION_TIMEDOUT);
 }
 
 static void xfer_on_release(gw_xfer_t *x)
@@ -929,7 +936,7 @@ static void tok_begin_main(gw_proxy_t *px)
     px->tok = gw_tok_resp_new(&px->tok_req, px->tok_vocab, px->tok_have_prompt ? px->tok_prompt
                                                                                 : NULL,
                               px->tok_n_prompt, px->model_name, px->model_len);
-    gw_upstream_add(px->srv->up, &px->x);
+    gw_upstream_add(px->up, &px->x);
 }
 
 static int parse_token_list(const char *body, size_t len, int64_t **out, size_t *n)
@@ -974,7 +981,7 @@ static void tokenize_prompt(gw_proxy_t *px, json_t *content)
                             "parse_special", 1);
     char *s = json_dumps(req, JSON_COMPACT);
 
-    px->tok_fetch = gw_fetch_start(px->srv->up, px->model->upstream, "/tokenize", s,
+    px->tok_fetch = gw_fetch_start(px->up, px->model->upstream, "/tokenize", s,
                                    strlen(s), px->model->conf->api_key,
                                    (long)px->srv->conf->first_byte_timeout_ms,
                                    px->srv->conf->max_response_bytes, on_prompt_tokens, px);
@@ -1032,7 +1039,7 @@ static void tok_after_classify(gw_proxy_t *px)
     if (px->tok_req.chat) {
         /* the tokens the backend evaluates: its template applied, then tokenized as it
          * tokenizes chat prompts (special tokens parsed, BOS as the model adds it) */
-        px->tok_fetch = gw_fetch_start(px->srv->up, px->model->upstream, "/apply-template",
+        px->tok_fetch = gw_fetch_start(px->up, px->model->upstream, "/apply-template",
                                        px->body, strlen(px->body), px->model->conf->api_key,
                                        (long)px->srv->conf->first_byte_timeout_ms,
                                        px->srv->conf->max_response_bytes, on_template, px);
@@ -1101,7 +1108,7 @@ static void tok_classify_next(gw_proxy_t *px)
         req = json_pack("{s:o, s:b, s:b}", "content", str, "add_special", 0, "parse_special", 0);
         s = json_dumps(req, JSON_COMPACT);
         json_decref(req);
-        px->tok_fetch = gw_fetch_start(px->srv->up, px->model->upstream, "/tokenize", s,
+        px->tok_fetch = gw_fetch_start(px->up, px->model->upstream, "/tokenize", s,
                                        strlen(s), px->model->conf->api_key,
                                        (long)px->srv->conf->first_byte_timeout_ms, 1u << 20,
                                        on_classified, px);
@@ -1168,7 +1175,7 @@ static ssize_t on_read_stream(void *cls, uint64_t pos, char *buf, size_t max)
         if (px->paused && !px->unpause_posted &&
             px->out.len <= px->srv->conf->max_stream_buffer / 4) {
             px->unpause_posted = 1;
-            gw_upstream_unpause(px->srv->up, &px->x);
+            gw_upstream_unpause(px->up, &px->x);
         }
         rc = (ssize_t)n;
     } else if (px->client_gone || px->shutdown) {
@@ -1289,9 +1296,9 @@ static void proxy_post(gw_proxy_t *px)
 {
     if (px->tok_mode) {
         px->x.started = 1;
-        gw_upstream_call(px->srv->up, &px->tok_cmd, tok_prelude, px);
+        gw_upstream_call(px->up, &px->tok_cmd, tok_prelude, px);
     } else {
-        gw_upstream_start(px->srv->up, &px->x);
+        gw_upstream_start(px->up, &px->x);
     }
 }
 
@@ -1387,6 +1394,7 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
 
     gw_xfer_init(&px->x, &proxy_ops);
     px->srv = srv;
+    px->up = tok_root ? srv->up : srv->ups[atomic_fetch_add(&srv->next_up, 1) % srv->n_up];
     pthread_mutex_init(&px->mu, NULL);
     atomic_init(&px->refs, 2); /* request + upstream */
     px->conn = c;
@@ -1497,7 +1505,7 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
     }
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci && rc == GW_OK)
-        gw_upstream_watch(srv->up, &px->x, ci->connect_fd);
+        gw_upstream_watch(px->up, &px->x, ci->connect_fd);
     if (atomic_load(&srv->stopping)) {
         px->shutdown = 1;
         wake(px);
@@ -1936,10 +1944,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         px->conn = NULL;
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
             px->client_gone = 1;
-        gw_upstream_unwatch(srv->up, &px->x);
+        gw_upstream_unwatch(px->up, &px->x);
         pthread_mutex_unlock(&px->mu);
         gw_supervisor_cancel(px->model, &px->wait); /* before the cancel: see on_backend_ready */
-        gw_upstream_cancel(srv->up, &px->x);
+        gw_upstream_cancel(px->up, &px->x);
         proxy_unref(px);
     }
     if (r->admin)
@@ -1978,7 +1986,7 @@ gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     const union MHD_DaemonInfo *di;
-    unsigned timeout_s = (conf->request_timeout_ms + 999) / 1000;
+    unsigned timeout_s = (conf->request_timeout_ms + 999) / 1000, i;
 
     *out = NULL;
     memset(&ss, 0, sizeof(ss));
@@ -2011,7 +2019,12 @@ gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t 
     srv->reg = reg;
     srv->started = time(NULL);
     pthread_mutex_init(&srv->mu, NULL);
-    srv->up = gw_upstream_new();
+    srv->n_up = conf->upstream_threads ? conf->upstream_threads : 1;
+    if (srv->n_up > GW_MAX_UPSTREAM_THREADS)
+        srv->n_up = GW_MAX_UPSTREAM_THREADS;
+    for (i = 0; i < srv->n_up; i++)
+        srv->ups[i] = gw_upstream_new();
+    srv->up = srv->ups[0];
     srv->tokcache = gw_tokcache_new(srv->up, reg, (long)conf->first_byte_timeout_ms);
 
     srv->mhd = MHD_start_daemon(
@@ -2024,7 +2037,8 @@ gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t 
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_END);
     if (srv->mhd == NULL) {
         gw_tokcache_free(srv->tokcache);
-        gw_upstream_free(srv->up);
+        for (i = 0; i < srv->n_up; i++)
+            gw_upstream_free(srv->ups[i]);
         pthread_mutex_destroy(&srv->mu);
         free(srv);
         return gw_errf(err, GW_EINTERNAL, "listen",
@@ -2093,7 +2107,8 @@ void gw_server_stop(gw_server_t *srv)
     MHD_stop_daemon(srv->mhd);
     /* after the CANCELs posted by MHD_stop_daemon, on the thread that owns it */
     gw_upstream_call(srv->up, &srv->free_cmd, free_tokcache, srv->tokcache);
-    gw_upstream_free(srv->up);
+    for (i = 0; i < (int)srv->n_up; i++)
+        gw_upstream_free(srv->ups[i]);
     pthread_mutex_destroy(&srv->mu);
     free(srv);
 }
