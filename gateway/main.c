@@ -13,6 +13,7 @@
 #include "backend/supervisor.h"
 #include "conf/conf.h"
 #include "core/log.h"
+#include "http/auth.h"
 #include "http/server.h"
 
 #define GW_VERSION "0.1.0"
@@ -21,11 +22,13 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: llama-gateway [--config FILE] [--check-config] [--port N]\n"
+            "       llama-gateway keygen NAME\n"
             "       llama-gateway --version | --help\n"
             "\n"
             "  --config FILE    JSON configuration (default: config/default.json)\n"
             "  --check-config   validate the configuration and exit (0 valid, 1 invalid)\n"
-            "  --port N         override listen.port\n");
+            "  --port N         override listen.port\n"
+            "  keygen NAME      print a new API key and its auth.keys entry\n");
 }
 
 static void raise_nofile(void)
@@ -50,6 +53,13 @@ int main(int argc, char **argv)
     gw_errbuf_t err;
     sigset_t set;
 
+    if (argc >= 2 && strcmp(argv[1], "keygen") == 0) {
+        if (argc != 3) {
+            fprintf(stderr, "usage: llama-gateway keygen NAME\n");
+            return 2;
+        }
+        return gw_auth_keygen_main(argv[2], stdout, stderr);
+    }
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             path = argv[++i];
@@ -118,11 +128,21 @@ int main(int argc, char **argv)
     for (i = 0; i < (int)conf->n_models; i++) {
         const gw_model_conf_t *mc = &conf->models[i];
 
-        if (mc->n_command == 0)
-            GW_LOG(GW_LOG_INFO, "model %s -> %s", mc->name, mc->upstream);
-        else
+        if (mc->n_command == 0) {
+            /* an upstream URL may carry user:password@: never log it */
+            const char *u = mc->upstream, *auth = strstr(u, "://");
+            const char *at = auth ? strchr(auth + 3, '@') : NULL;
+            const char *slash = auth ? strchr(auth + 3, '/') : NULL;
+
+            if (at != NULL && (slash == NULL || at < slash))
+                GW_LOG(GW_LOG_INFO, "model %s -> %.*s***@%s", mc->name, (int)(auth + 3 - u), u,
+                       at + 1);
+            else
+                GW_LOG(GW_LOG_INFO, "model %s -> %s", mc->name, u);
+        } else {
             GW_LOG(GW_LOG_INFO, "model %s -> spawned on demand: %s (%u MB of VRAM, ttl %u s)",
                    mc->name, mc->command[0], mc->vram_mb, mc->ttl_s);
+        }
     }
     /* a line for scripts and tests that start us on port 0 */
     printf("llama-gateway listening on %s:%u\n", conf->listen_host, (unsigned)gw_server_port(srv));

@@ -24,6 +24,14 @@
  * other in any file order: a model's vram_mb must fit the budget, preload names must
  * be spawned models, and the backoff ceiling must not be below its start.
  *
+ * Security sections (issue 5): `auth.keys` is an object of name -> {sha256, models,
+ * max_concurrent}; key names are 1..64 of [A-Za-z0-9._-] (they appear in log lines),
+ * the hash is 64 hex digits and two keys may not share one. Entries of `models` are
+ * checked against the models once the whole file is read, as are the rules that tie
+ * sections together (tls.cert with tls.key; a non-loopback listen.host needs keys or
+ * auth.allow_unauthenticated). Those come after every per-key error, in that order.
+ * `tls` holds paths only: the files are read when the server starts.
+ *
  * Not thread-safe in one respect: file errors use strerror(). Load at start-up.
  */
 #include "conf/conf.h"
@@ -84,6 +92,11 @@ static const conf_key_t conf_keys[] = {
     NUM("limits", "max_response_bytes", KEY_SIZE, max_response_bytes, 1, GIB,
         64 * 1024 * 1024),
     NUM("limits", "max_stop_token_ids", KEY_UINT, max_stop_token_ids, 1, 4096, 64),
+    NUM("limits", "max_header_bytes", KEY_SIZE, max_header_bytes, 1024, 1024 * 1024, 4096),
+    NUM("limits", "max_headers", KEY_UINT, max_headers, 1, 10000, 64),
+    NUM("limits", "max_url_bytes", KEY_SIZE, max_url_bytes, 64, 1024 * 1024, 2048),
+    NUM("limits", "max_json_depth", KEY_UINT, max_json_depth, 1, 2048, 128),
+    NUM("limits", "max_connections_per_ip", KEY_UINT, max_connections_per_ip, 0, 1000000, 256),
     NUM("timeouts", "connect_ms", KEY_UINT, connect_timeout_ms, 1, DAY_MS, 3000),
     NUM("timeouts", "first_byte_ms", KEY_UINT, first_byte_timeout_ms, 1, DAY_MS, 600000),
     NUM("timeouts", "idle_stream_ms", KEY_UINT, idle_stream_timeout_ms, 1, DAY_MS, 300000),
@@ -99,6 +112,7 @@ static const conf_key_t conf_keys[] = {
     NUM("backends", "restart_backoff_max_ms", KEY_UINT, backoff_max_ms, 1, DAY_MS, 60000),
     NUM("backends", "health_interval_ms", KEY_UINT, health_interval_ms, 5, 60000, 50),
     NUM("backends", "loading_ping_ms", KEY_UINT, loading_ping_ms, 50, 600000, 3000),
+    NUM("cors", "max_age_s", KEY_UINT, cors_max_age_s, 0, 86400, 600),
     {NULL, NULL, 0, 0, 0, 0, 0, NULL},
 };
 
@@ -741,6 +755,320 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------
+ * Security: auth, tls, cors
+ * ------------------------------------------------------------------------------- */
+
+#define KEY_NAME_MAX 64
+
+int gw_conf_key_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n >= 1 && n <= KEY_NAME_MAX &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* 64 hex digits (either case) into 32 bytes; 0 if s is anything else. */
+static int parse_sha256(const char *s, unsigned char out[32])
+{
+    size_t i;
+
+    if (strlen(s) != 64)
+        return 0;
+    for (i = 0; i < 32; i++) {
+        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+
+        if (hi < 0 || lo < 0)
+            return 0;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 1;
+}
+
+static gw_err_t load_key_models(gw_key_conf_t *k, json_t *arr, const char *path,
+                                gw_errbuf_t *err)
+{
+    size_t i;
+    json_t *v;
+
+    if (!json_is_array(arr) || json_array_size(arr) == 0)
+        return gw_errf(err, GW_EPARAM, NULL,
+                       "%s.models: expected a non-empty array of model names", path);
+    k->models = gw_xcalloc(json_array_size(arr), sizeof(*k->models));
+    json_array_foreach(arr, i, v) {
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            has_space_or_ctl(json_string_value(v)))
+            return gw_errf(err, GW_EPARAM, NULL, "%s.models[%zu]: expected a model name",
+                           path, i);
+        k->models[k->n_models++] = gw_xstrdup(json_string_value(v));
+    }
+    return GW_OK;
+}
+
+static gw_err_t load_one_key(gw_conf_t *c, gw_key_conf_t *k, const char *name, json_t *obj,
+                             gw_errbuf_t *err)
+{
+    char path[GW_ERRBUF_LEN];
+    const char *key;
+    json_t *v;
+    gw_err_t rc;
+    int have_hash = 0;
+    size_t i;
+    char *q;
+
+    if (!gw_conf_key_name_ok(name)) {
+        q = quote(name);
+        gw_errf(err, GW_EPARAM, NULL,
+                "auth.keys: invalid key name %s: use 1 to %d letters, digits, '.', '_' or '-'",
+                q, KEY_NAME_MAX);
+        free(q);
+        return GW_EPARAM;
+    }
+    k->name = gw_xstrdup(name);
+    snprintf(path, sizeof(path), "auth.keys.%s", name);
+    if (!json_is_object(obj))
+        return gw_errf(err, GW_EPARAM, NULL, "%s: expected an object", path);
+    json_object_foreach(obj, key, v) {
+        if (strcmp(key, "sha256") == 0) {
+            if (!json_is_string(v) || !parse_sha256(json_string_value(v), k->sha256))
+                return gw_errf(err, GW_EPARAM, NULL,
+                               "%s.sha256: expected 64 hex digits (llama-gateway keygen %s "
+                               "prints them)",
+                               path, name);
+            have_hash = 1;
+        } else if (strcmp(key, "models") == 0) {
+            rc = load_key_models(k, v, path, err);
+            if (rc != GW_OK)
+                return rc;
+        } else if (strcmp(key, "max_concurrent") == 0) {
+            json_int_t n = json_integer_value(v);
+
+            if (!json_is_integer(v) || n < 0 || n > 1000000)
+                return gw_errf(err, GW_EPARAM, NULL,
+                               "%s.max_concurrent: expected an integer from 0 to 1000000", path);
+            k->max_concurrent = (unsigned)n;
+        } else {
+            return gw_errf(err, GW_EPARAM, NULL, "%s.%s: unknown key", path, key);
+        }
+    }
+    if (!have_hash)
+        return gw_errf(err, GW_EPARAM, NULL, "%s.sha256: required key is missing", path);
+    /* k is the last loaded key: compare with the ones before it */
+    for (i = 0; &c->keys[i] != k; i++) {
+        if (memcmp(c->keys[i].sha256, k->sha256, sizeof(k->sha256)) == 0) {
+            q = quote(c->keys[i].name);
+            gw_errf(err, GW_EPARAM, NULL, "%s.sha256: the same key as %s", path, q);
+            free(q);
+            return GW_EPARAM;
+        }
+    }
+    return GW_OK;
+}
+
+static gw_err_t load_keys(gw_conf_t *c, json_t *obj, gw_errbuf_t *err)
+{
+    const char *name;
+    json_t *v;
+    gw_err_t rc;
+
+    if (!json_is_object(obj))
+        return gw_errf(err, GW_EPARAM, NULL, "auth.keys: expected an object of name -> key");
+    c->keys = gw_xcalloc(json_object_size(obj) ? json_object_size(obj) : 1, sizeof(*c->keys));
+    json_object_foreach(obj, name, v) {
+        /* Counted first, so that gw_conf_free frees a half-loaded key. */
+        rc = load_one_key(c, &c->keys[c->n_keys++], name, v, err);
+        if (rc != GW_OK)
+            return rc;
+    }
+    return GW_OK;
+}
+
+static gw_err_t load_auth(gw_conf_t *c, json_t *obj, gw_errbuf_t *err)
+{
+    const char *key;
+    json_t *v;
+    gw_err_t rc;
+
+    if (!json_is_object(obj))
+        return gw_errf(err, GW_EPARAM, NULL, "auth: expected an object");
+    json_object_foreach(obj, key, v) {
+        if (strcmp(key, "keys") == 0) {
+            rc = load_keys(c, v, err);
+            if (rc != GW_OK)
+                return rc;
+        } else if (strcmp(key, "allow_unauthenticated") == 0) {
+            if (!json_is_boolean(v))
+                return gw_errf(err, GW_EPARAM, NULL,
+                               "auth.allow_unauthenticated: expected true or false");
+            c->allow_unauthenticated = json_is_true(v);
+        } else {
+            return gw_errf(err, GW_EPARAM, NULL, "auth.%s: unknown key", key);
+        }
+    }
+    return GW_OK;
+}
+
+static gw_err_t load_tls(gw_conf_t *c, json_t *obj, gw_errbuf_t *err)
+{
+    const char *key;
+    json_t *v;
+    char **dst;
+
+    if (!json_is_object(obj))
+        return gw_errf(err, GW_EPARAM, NULL, "tls: expected an object");
+    json_object_foreach(obj, key, v) {
+        if (strcmp(key, "cert") == 0)
+            dst = &c->tls_cert;
+        else if (strcmp(key, "key") == 0)
+            dst = &c->tls_key;
+        else
+            return gw_errf(err, GW_EPARAM, NULL, "tls.%s: unknown key", key);
+        if (!json_is_string(v) || json_string_length(v) == 0 || has_ctl(json_string_value(v)))
+            return gw_errf(err, GW_EPARAM, NULL, "tls.%s: expected the path of a PEM file", key);
+        *dst = gw_xstrdup(json_string_value(v));
+    }
+    return GW_OK;
+}
+
+/*
+ * An origin as browsers send it: scheme "://" host [":" port], nothing after, no
+ * whitespace or control characters. "*" allows any origin.
+ */
+static int valid_origin(const char *o)
+{
+    const char *host;
+
+    if (strcmp(o, "*") == 0)
+        return 1;
+    if (strncasecmp(o, "http://", 7) == 0)
+        host = o + 7;
+    else if (strncasecmp(o, "https://", 8) == 0)
+        host = o + 8;
+    else
+        return 0;
+    return *host != '\0' && *host != ':' && strpbrk(host, "/?#@") == NULL &&
+           !has_space_or_ctl(o) && strlen(o) <= 255;
+}
+
+static gw_err_t load_cors(gw_conf_t *c, json_t *obj, gw_errbuf_t *err)
+{
+    const char *key;
+    json_t *v, *o;
+    size_t i;
+    gw_err_t rc;
+
+    if (!json_is_object(obj))
+        return gw_errf(err, GW_EPARAM, NULL, "cors: expected an object");
+    json_object_foreach(obj, key, v) {
+        if (strcmp(key, "origins") != 0) {
+            const conf_key_t *k = find_key("cors", key);
+
+            if (k == NULL)
+                return gw_errf(err, GW_EPARAM, NULL, "cors.%s: unknown key", key);
+            rc = load_key(c, k, v, err);
+            if (rc != GW_OK)
+                return rc;
+            continue;
+        }
+        if (!json_is_array(v))
+            return gw_errf(err, GW_EPARAM, NULL, "cors.origins: expected an array of origins");
+        c->cors_origins = gw_xcalloc(json_array_size(v) ? json_array_size(v) : 1,
+                                     sizeof(*c->cors_origins));
+        json_array_foreach(v, i, o) {
+            if (!json_is_string(o) || !valid_origin(json_string_value(o)))
+                return gw_errf(err, GW_EPARAM, NULL,
+                               "cors.origins[%zu]: expected \"*\" or an origin such as "
+                               "\"http://host:3000\" (scheme, host, optional port, no path)",
+                               i);
+            c->cors_origins[c->n_cors_origins++] = gw_xstrdup(json_string_value(o));
+        }
+    }
+    return GW_OK;
+}
+
+static int is_model_name(const gw_conf_t *c, const char *name)
+{
+    size_t i, j;
+
+    for (i = 0; i < c->n_models; i++) {
+        if (strcmp(c->models[i].name, name) == 0)
+            return 1;
+        for (j = 0; j < c->models[i].n_aliases; j++)
+            if (strcmp(c->models[i].aliases[j], name) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+int gw_conf_host_is_loopback(const char *host)
+{
+    unsigned char a[16];
+
+    /* RFC 6761: "localhost" names loopback; any other name may resolve anywhere */
+    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    if (inet_pton(AF_INET6, host, a) == 1) {
+        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        size_t i;
+
+        if (memcmp(a, v4mapped, 12) == 0)
+            return a[12] == 127;
+        for (i = 0; i < 15; i++)
+            if (a[i] != 0)
+                return 0;
+        return a[15] == 1;
+    }
+    return 0;
+}
+
+/* The rules that span sections, checked once the whole file is loaded. */
+static gw_err_t check_cross(const gw_conf_t *c, gw_errbuf_t *err)
+{
+    size_t i, j;
+    char *q;
+
+    for (i = 0; i < c->n_keys; i++) {
+        for (j = 0; j < c->keys[i].n_models; j++) {
+            if (is_model_name(c, c->keys[i].models[j]))
+                continue;
+            q = quote(c->keys[i].models[j]);
+            gw_errf(err, GW_EPARAM, NULL,
+                    "auth.keys.%s.models[%zu]: %s is not a configured model or alias",
+                    c->keys[i].name, j, q);
+            free(q);
+            return GW_EPARAM;
+        }
+    }
+    if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+        return gw_errf(err, GW_EPARAM, NULL, "tls: cert and key must be given together");
+    if (c->n_keys == 0 && !c->allow_unauthenticated &&
+        !gw_conf_host_is_loopback(c->listen_host)) {
+        q = quote(c->listen_host);
+        gw_errf(err, GW_EPARAM, NULL,
+                "auth.keys: listen.host %s is not a loopback address and no API key is "
+                "configured: add one (llama-gateway keygen NAME) or set "
+                "auth.allow_unauthenticated to true",
+                q);
+        free(q);
+        return GW_EPARAM;
+    }
+    return GW_OK;
+}
+
+/* ---------------------------------------------------------------------------------
  * Entry points
  * ------------------------------------------------------------------------------- */
 
@@ -847,6 +1175,12 @@ gw_err_t gw_conf_load_text(const char *text, size_t len, gw_conf_t **out, gw_err
     json_object_foreach(root, key, v) {
         if (strcmp(key, "models") == 0)
             rc = load_models(c, v, err);
+        else if (strcmp(key, "auth") == 0)
+            rc = load_auth(c, v, err);
+        else if (strcmp(key, "tls") == 0)
+            rc = load_tls(c, v, err);
+        else if (strcmp(key, "cors") == 0)
+            rc = load_cors(c, v, err);
         else if (is_section(key))
             rc = load_section(c, key, v, &preload, err);
         else
@@ -859,6 +1193,8 @@ gw_err_t gw_conf_load_text(const char *text, size_t len, gw_conf_t **out, gw_err
         goto out;
     }
     rc = finish(c, preload, err);
+    if (rc == GW_OK)
+        rc = check_cross(c, err);
 
 out:
     json_decref(preload);
@@ -938,6 +1274,18 @@ void gw_conf_free(gw_conf_t *c)
     }
     free(c->preload);
     free(c->models);
+    for (i = 0; i < c->n_keys; i++) {
+        for (j = 0; j < c->keys[i].n_models; j++)
+            free(c->keys[i].models[j]);
+        free(c->keys[i].models);
+        free(c->keys[i].name);
+    }
+    free(c->keys);
+    for (i = 0; i < c->n_cors_origins; i++)
+        free(c->cors_origins[i]);
+    free(c->cors_origins);
+    free(c->tls_cert);
+    free(c->tls_key);
     free(c->listen_host);
     free(c);
 }

@@ -17,6 +17,11 @@
  *                  "swap_wait_ms": 60000, "restart_backoff_ms": 1000,
  *                  "restart_backoff_max_ms": 60000, "health_interval_ms": 50,
  *                  "loading_ping_ms": 3000},
+ *     "auth":     {"keys": {"laptop": {"sha256": "<64 hex digits>"},
+ *                           "webui":  {"sha256": "...", "models": ["qwen"], "max_concurrent": 4}},
+ *                  "allow_unauthenticated": false},
+ *     "tls":      {"cert": "/etc/llama-gateway/cert.pem", "key": "/etc/llama-gateway/key.pem"},
+ *     "cors":     {"origins": ["http://openwebui.lan:3000"], "max_age_s": 600},
  *     "models": {
  *       "qwen": {"upstream": "http://127.0.0.1:8081", "aliases": ["gpt-4o-mini"],
  *                "api_key": "secret-for-the-backend"},
@@ -35,6 +40,12 @@
  * any other ${NAME} is an error. A command that uses ${PORT} has no `upstream` (it is
  * http://127.0.0.1:PORT); one that does not must name an http://IP:PORT upstream, which
  * the health check connects to.
+ * Security (issue 5): an API key is stored as its name and the SHA-256 of the key
+ * (`llama-gateway keygen NAME` prints both); `models` limits a key to some models
+ * (names or aliases, each must be configured; a key then reaches the model under every
+ * one of its names) and `max_concurrent` to that many requests at once (0 = no limit).
+ * A listen.host that is not a loopback address (127.0.0.0/8, ::1) needs at least one
+ * key unless auth.allow_unauthenticated is true. tls.cert and tls.key go together.
  */
 #ifndef GW_CONF_CONF_H
 #define GW_CONF_CONF_H
@@ -63,6 +74,14 @@ typedef struct gw_model_conf {
     unsigned start_timeout_ms; /* default: backends.start_timeout_ms */
 } gw_model_conf_t;
 
+typedef struct gw_key_conf {
+    char *name;                   /* the key under "auth.keys"; shown in logs */
+    unsigned char sha256[32];     /* SHA-256 of the key text */
+    char **models;                /* allowed model names/aliases; NULL = every model */
+    size_t n_models;
+    unsigned max_concurrent;      /* 0 = no limit */
+} gw_key_conf_t;
+
 typedef struct gw_conf {
     char *listen_host;            /* default "127.0.0.1" */
     uint16_t listen_port;         /* default 8000; 0 = pick a free port */
@@ -74,6 +93,11 @@ typedef struct gw_conf {
     size_t max_stream_buffer;     /* per-stream relay buffer high-water mark, default 1 MiB */
     size_t max_response_bytes;    /* buffered (non-stream) backend body cap, default 64 MiB */
     unsigned max_stop_token_ids;  /* entries allowed in a request's stop_token_ids, default 64 */
+    size_t max_header_bytes;      /* request header block (names + values), default 4 KiB */
+    unsigned max_headers;         /* request header fields, default 64 */
+    size_t max_url_bytes;         /* request target, default 2 KiB */
+    unsigned max_json_depth;      /* nesting of a JSON request body, default 128 */
+    unsigned max_connections_per_ip; /* default 256; 0 = no limit */
 
     unsigned connect_timeout_ms;  /* default 3000 */
     unsigned first_byte_timeout_ms; /* backend response headers, default 600000 */
@@ -98,6 +122,17 @@ typedef struct gw_conf {
 
     gw_model_conf_t *models;      /* n_models entries, in file order */
     size_t n_models;
+
+    gw_key_conf_t *keys;          /* n_keys entries, in file order; none = no auth */
+    size_t n_keys;
+    int allow_unauthenticated;    /* serve a non-loopback address without keys */
+
+    char *tls_cert;               /* PEM file paths; both NULL = plain HTTP */
+    char *tls_key;
+
+    char **cors_origins;          /* allowed browser origins ("*" = any); none by default */
+    size_t n_cors_origins;
+    unsigned cors_max_age_s;      /* preflight cache time, default 600 */
 } gw_conf_t;
 
 /* Parses and validates JSON text. On success *out is owned by the caller (gw_conf_free). */
@@ -121,5 +156,11 @@ char *gw_conf_expand(const char *tmpl, const char *model, unsigned port);
  */
 int gw_conf_split_http_url(const char *url, char *host, size_t host_cap, unsigned *port,
                            const char **path);
+/* 1 if name is a valid API key name: 1 to 64 of [A-Za-z0-9._-]. */
+int gw_conf_key_name_ok(const char *name);
+
+/* 1 if host is an IPv4 address in 127.0.0.0/8, the IPv6 address ::1 (or ::ffff:127.x), or
+ * the name "localhost". Any other host name counts as exposed. */
+int gw_conf_host_is_loopback(const char *host);
 
 #endif

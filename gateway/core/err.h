@@ -28,6 +28,8 @@
     XX(ETOOBIG,       413, "invalid_request_error", "request_too_large")               \
     XX(EURITOOLONG,   414, "invalid_request_error", "uri_too_long")                    \
     XX(ERATELIMIT,    429, "rate_limit_error",      "rate_limit_exceeded")             \
+    XX(EHDRTOOBIG,    431, "invalid_request_error", "request_header_fields_too_large") \
+    XX(EJSONDEPTH,    400, "invalid_request_error", "json_too_deep")                   \
     XX(EINTERNAL,     500, "server_error",          "internal_error")                  \
     XX(EUPSTREAM,     502, "server_error",          "backend_error")                   \
     XX(EUNREACHABLE,  502, "server_error",          "backend_unreachable")             \

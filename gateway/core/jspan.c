@@ -180,3 +180,28 @@ int gw_json_span_is_string(const char *p, const gw_jspan_t *v)
 {
     return v->val_len >= 2 && p[v->val_off] == '"';
 }
+
+int gw_json_depth_ok(const char *p, size_t len, unsigned max_depth)
+{
+    size_t i, depth = 0;
+    int in_str = 0;
+
+    for (i = 0; i < len; i++) {
+        char ch = p[i];
+
+        if (in_str) {
+            if (ch == '\\')
+                i++; /* the escaped byte cannot end the string */
+            else if (ch == '"')
+                in_str = 0;
+        } else if (ch == '"') {
+            in_str = 1;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > max_depth)
+                return 0;
+        } else if ((ch == ']' || ch == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return 1;
+}

@@ -42,4 +42,11 @@ int gw_json_array_next(const char *p, size_t len, size_t off, size_t *it, gw_jsp
 /* 1 if the span holds a JSON string, and its raw inner bytes (escapes kept). */
 int gw_json_span_is_string(const char *p, const gw_jspan_t *v);
 
+/*
+ * A cheap guard to run before a real parser: 1 if no '[' or '{' outside strings opens
+ * a level deeper than max_depth, 0 otherwise. One pass, no allocation, no recursion.
+ * It does not validate anything else; malformed text is left for the parser to reject.
+ */
+int gw_json_depth_ok(const char *p, size_t len, unsigned max_depth);
+
 #endif

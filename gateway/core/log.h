@@ -8,11 +8,21 @@
 #ifndef GW_CORE_LOG_H
 #define GW_CORE_LOG_H
 
+#include <stddef.h>
+
 enum { GW_LOG_ERROR = 0, GW_LOG_WARN = 1, GW_LOG_INFO = 2, GW_LOG_DEBUG = 3 };
 
 extern int gw_log_level;
 
 void gw_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Copies n bytes of s into dst (cap bytes, NUL-terminated) for a log line: bytes
+ * outside printable ASCII, '\\' and '"' become \xNN, so client-controlled text (a path,
+ * a model name) can neither split a log line nor forge one. Cut with "..." when it
+ * does not fit. Returns dst.
+ */
+const char *gw_log_safe(char *dst, size_t cap, const char *s, size_t n);
 
 #define GW_LOG(level, ...)                                                                     \
     do {                                                                                       \

@@ -47,6 +47,7 @@
 #include "core/log.h"
 #include "core/sse.h"
 #include "backend/supervisor.h"
+#include "http/guard.h"
 #include "openai/request.h"
 #include "openai/rewrite.h"
 #include "openai/tokids.h"
@@ -83,6 +84,7 @@ struct gw_server {
     atomic_uint next_up;           /* round robin over ups for plain relays */
     gw_tokcache_t *tokcache;       /* ups[0]'s thread only */
     gw_upstream_cmd_t free_cmd;
+    gw_guard_t *guard;             /* keys, CORS, TLS, limits, request deadlines */
     uint16_t port;
     time_t started;
     atomic_int stopping;
@@ -264,6 +266,7 @@ typedef struct gw_req {
     char method[16];
     char model[96];
     char id[40];
+    gw_guard_req_t sec;          /* admission: key, CORS, early errors (guard.h) */
 } gw_req_t;
 
 /* ================================================================ helpers ==== */
@@ -356,6 +359,13 @@ static char *error_body(const char *message, const char *type, const char *param
     return s;
 }
 
+/* Headers on every response of a request: its id and, for an allowed origin, CORS. */
+static void add_common_headers(gw_req_t *r, struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    gw_guard_add_headers(r->srv->guard, &r->sec, resp);
+}
+
 static enum MHD_Result queue_body(gw_req_t *r, struct MHD_Connection *c, int status,
                                   char *body, const char *ctype)
 {
@@ -364,7 +374,7 @@ static enum MHD_Result queue_body(gw_req_t *r, struct MHD_Connection *c, int sta
 
     resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", ctype);
-    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    add_common_headers(r, resp);
     r->status = status;
     rc = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -390,7 +400,11 @@ static enum MHD_Result queue_error(gw_req_t *r, struct MHD_Connection *c, gw_err
     body = error_body(msg, gw_err_type(e), param, gw_err_code(e));
     resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", "application/json");
-    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    add_common_headers(r, resp);
+    if (e == GW_EAUTH)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"llama-gateway\"");
+    if (e == GW_ERATELIMIT)
+        MHD_add_response_header(resp, "Retry-After", "1");
     if (e == GW_EMETHOD && r->wrong_method && r->wrong_method->methods) {
         char allow[64];
         size_t i;
@@ -1265,7 +1279,7 @@ static enum MHD_Result respond_decided(gw_req_t *r, struct MHD_Connection *c)
                 MHD_add_response_header(resp, "X-Accel-Buffering", "no");
         }
     }
-    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    add_common_headers(r, resp);
     r->status = px->status;
     rc = MHD_queue_response(c, (unsigned)px->status, resp);
     MHD_destroy_response(resp);
@@ -1527,6 +1541,28 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
     return MHD_YES;
 }
 
+/* 403: the request's key may not use this model (named as the client named it). */
+static enum MHD_Result deny_model(gw_req_t *r, struct MHD_Connection *c, const char *name,
+                                  size_t len)
+{
+    return queue_error(r, c, GW_EFORBIDDEN, "model",
+                       "The API key '%s' is not allowed to use the model '%.*s'",
+                       gw_guard_key_name(&r->sec), (int)(len > 200 ? 200 : len), name);
+}
+
+/* 400 before any parser sees a body nested deeper than limits.max_json_depth. */
+static int body_too_deep(gw_req_t *r)
+{
+    return !gw_json_depth_ok(r->body.ptr, r->body.len, r->srv->conf->max_json_depth);
+}
+
+static enum MHD_Result queue_too_deep(gw_req_t *r, struct MHD_Connection *c)
+{
+    return queue_error(r, c, GW_EJSONDEPTH, NULL,
+                       "the JSON request body is nested deeper than %u levels",
+                       r->srv->conf->max_json_depth);
+}
+
 /* ================================================================ admin ====== */
 
 /* POST /admin/models/{id}/load|unload: waits (suspended) for the supervisor's answer. */
@@ -1634,6 +1670,8 @@ static enum MHD_Result h_admin(gw_req_t *r, struct MHD_Connection *c)
     if (m == NULL)
         return queue_error(r, c, GW_ENOMODEL, "model", "The model '%s' does not exist",
                            r->model);
+    if (!gw_guard_allows(&r->sec, m))
+        return deny_model(r, c, r->model, strlen(r->model));
 
     a = gw_xcalloc(1, sizeof(*a));
     a->m = m;
@@ -1724,6 +1762,8 @@ static enum MHD_Result h_models(gw_req_t *r, struct MHD_Connection *c)
     for (i = 0; i < n; i++) {
         gw_model_t *m = gw_registry_at(srv->reg, i);
 
+        if (!gw_guard_allows(&r->sec, m))
+            continue; /* a key limited to some models sees only those */
         json_array_append_new(data, model_entry(srv, m, m->conf->name, NULL));
         for (j = 0; j < m->conf->n_aliases; j++)
             json_array_append_new(data, model_entry(srv, m, m->conf->aliases[j], m->conf->name));
@@ -1749,6 +1789,8 @@ static enum MHD_Result h_model_one(gw_req_t *r, struct MHD_Connection *c)
     if (m == NULL)
         return queue_error(r, c, GW_ENOMODEL, "model", "The model '%.*s' does not exist",
                            (int)len, id);
+    if (!gw_guard_allows(&r->sec, m))
+        return deny_model(r, c, id, len);
     o = model_entry(srv, m, m->conf->name, NULL);
     if (strlen(m->conf->name) != len || memcmp(m->conf->name, id, len) != 0) {
         json_object_set_new(o, "id", json_stringn(id, len));
@@ -1769,6 +1811,8 @@ static enum MHD_Result h_oai(gw_req_t *r, struct MHD_Connection *c, const char *
     const char *name;
     size_t name_len;
 
+    if (body_too_deep(r))
+        return queue_too_deep(r, c);
     e = gw_oai_parse(r->body.ptr, r->body.len, (gw_oai_kind_t)r->route->oai_kind, &root, &err);
     if (e != GW_OK)
         return queue_error(r, c, e, err.param, "%s", err.msg);
@@ -1801,6 +1845,8 @@ static enum MHD_Result h_oai(gw_req_t *r, struct MHD_Connection *c, const char *
             return start_proxy(r, c, m, r->uri, r->path_len, 1, method, root, &tr);
     }
     json_decref(root);
+    if (!gw_guard_allows(&r->sec, m))
+        return deny_model(r, c, r->model, strlen(r->model));
     return start_proxy(r, c, m, r->uri, r->path_len, 1, method, NULL, NULL);
 }
 
@@ -1816,15 +1862,37 @@ static enum MHD_Result h_upstream(gw_req_t *r, struct MHD_Connection *c, const c
     if (m == NULL)
         return queue_error(r, c, GW_ENOMODEL, "model", "The model '%.*s' does not exist",
                            (int)name_len, p);
+    if (!gw_guard_allows(&r->sec, m))
+        return deny_model(r, c, p, name_len);
+    if (r->body.len > 0 && strchr("{[", r->body.ptr[strspn(r->body.ptr, " \t\r\n")]) &&
+        body_too_deep(r))
+        return queue_too_deep(r, c);
     if (slash == NULL)
         return start_proxy(r, c, m, "/", 1, 0, method, NULL, NULL);
     return start_proxy(r, c, m, slash, (size_t)(end - slash), 0, method, NULL, NULL);
+}
+
+/* A CORS preflight: 204, CORS headers only for an allowed origin (cors.h). */
+static enum MHD_Result respond_preflight(gw_req_t *r, struct MHD_Connection *c)
+{
+    struct MHD_Response *resp = gw_guard_preflight(r->srv->guard, &r->sec, c);
+    enum MHD_Result rc;
+
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    r->status = 204;
+    rc = MHD_queue_response(c, 204, resp);
+    MHD_destroy_response(resp);
+    return rc;
 }
 
 static enum MHD_Result dispatch(gw_req_t *r, struct MHD_Connection *c, const char *method)
 {
     const gw_conf_t *conf = r->srv->conf;
 
+    if (r->sec.preflight)
+        return respond_preflight(r, c);
+    if (r->sec.early != GW_OK)
+        return queue_error(r, c, r->sec.early, NULL, "%s", r->sec.msg);
     if (r->too_big)
         return queue_error(r, c, GW_ETOOBIG, NULL,
                            "request body exceeds the limit of %zu bytes", conf->max_body_bytes);
@@ -1877,6 +1945,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             r->route->kind == R_MODEL_ONE || r->route->kind == R_ADMIN)
             r->discard = 1;
         gw_buf_init(&r->body, srv->conf->max_body_bytes);
+        gw_guard_admit(srv->guard, c, &r->sec, method, r->route && r->route->kind == R_HEALTH);
+        if (r->sec.early != GW_OK || r->sec.preflight)
+            r->discard = 1; /* answered after the body, which nobody needs */
+        if (r->sec.answer_now) {
+            r->phase = PH_DONE;
+            return queue_error(r, c, r->sec.early, NULL, "%s", r->sec.msg);
+        }
         cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > srv->conf->max_body_bytes) {
             r->phase = PH_DONE;
@@ -1895,6 +1970,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_YES;
         }
         r->phase = PH_DONE;
+        gw_guard_body_done(srv->guard, &r->sec);
         return dispatch(r, c, method);
     case PH_WAIT:
         if (*upload_data_size)
@@ -1915,10 +1991,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
     gw_req_t *r = gw_xcalloc(1, sizeof(*r));
+    gw_server_t *srv = cls;
     const char *q;
 
-    (void)c;
-    r->srv = cls;
+    r->srv = srv;
+    gw_guard_on_uri(srv->guard, c, &r->sec, uri);
     r->uri = gw_xstrdup(uri);
     q = strchr(r->uri, '?');
     r->path_len = q ? (size_t)(q - r->uri) : strlen(r->uri);
@@ -1952,12 +2029,22 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
     if (r->admin)
         admin_free(srv, r->admin);
-    if (r->phase != PH_NEW)
-        GW_LOG(GW_LOG_INFO, "%s %.*s model=%s status=%d us=%llu req=%s%s", r->method,
-               (int)(r->path_len > 200 ? 200 : r->path_len), r->uri,
-               r->model[0] ? r->model : "-", r->status,
-               (unsigned long long)(gw_now_us() - r->t_start_us), r->id,
+    gw_guard_done(srv->guard, &r->sec);
+    if (r->sec.timed_out && r->status == 0)
+        r->status = 408; /* the reaper answered (guard.h) */
+    if (r->phase != PH_NEW || r->sec.timed_out) {
+        /* client-controlled text is escaped; the key appears by name only */
+        char method[40], path[256], model[128];
+
+        GW_LOG(GW_LOG_INFO, "%s %s model=%s status=%d us=%llu req=%s key=%s client=%s%s",
+               r->method[0] ? gw_log_safe(method, sizeof(method), r->method, strlen(r->method))
+                            : "-",
+               gw_log_safe(path, sizeof(path), r->uri, r->path_len),
+               r->model[0] ? gw_log_safe(model, sizeof(model), r->model, strlen(r->model)) : "-",
+               r->status, (unsigned long long)(gw_now_us() - r->t_start_us), r->id,
+               gw_guard_key_name(&r->sec), r->sec.client[0] ? r->sec.client : "-",
                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client gone)");
+    }
     gw_buf_free(&r->body);
     free(r->uri);
     free(r);
@@ -2018,6 +2105,12 @@ gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t 
     srv->conf = conf;
     srv->reg = reg;
     srv->started = time(NULL);
+    if (gw_guard_new(conf, reg, &srv->guard, err) != GW_OK) {
+        free(srv);
+        return GW_EINTERNAL;
+    }
+    gw_guard_log_start(srv->guard);
+    flags |= gw_guard_mhd_flags(srv->guard);
     pthread_mutex_init(&srv->mu, NULL);
     srv->n_up = conf->upstream_threads ? conf->upstream_threads : 1;
     if (srv->n_up > GW_MAX_UPSTREAM_THREADS)
@@ -2033,17 +2126,21 @@ gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t 
         (unsigned)(conf->threads > 1 ? conf->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
         conf->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)GW_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_END);
+        gw_guard_conn_memory(srv->guard, GW_CONN_MEMORY), MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, srv, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_ARRAY,
+        gw_guard_mhd_options(srv->guard), MHD_OPTION_END);
     if (srv->mhd == NULL) {
+        int eno = errno;
+
         gw_tokcache_free(srv->tokcache);
         for (i = 0; i < srv->n_up; i++)
             gw_upstream_free(srv->ups[i]);
+        gw_guard_free(srv->guard);
         pthread_mutex_destroy(&srv->mu);
         free(srv);
         return gw_errf(err, GW_EINTERNAL, "listen",
                        "cannot listen on %s port %u: %s", conf->listen_host,
-                       (unsigned)conf->listen_port, errno ? strerror(errno) : "MHD failed");
+                       (unsigned)conf->listen_port, eno ? strerror(eno) : "MHD failed");
     }
     di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : conf->listen_port;
@@ -2105,6 +2202,7 @@ void gw_server_stop(gw_server_t *srv)
         usleep(10000);
     }
     MHD_stop_daemon(srv->mhd);
+    gw_guard_free(srv->guard);
     /* after the CANCELs posted by MHD_stop_daemon, on the thread that owns it */
     gw_upstream_call(srv->up, &srv->free_cmd, free_tokcache, srv->tokcache);
     for (i = 0; i < (int)srv->n_up; i++)

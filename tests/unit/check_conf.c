@@ -17,6 +17,11 @@
 
 #include "conf/conf.h"
 
+/* Two SHA-256 values in hex (any 64 hex digits will do for the loader). */
+#define HASH_A "a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27a0f"
+#define HASH_B "beefbeefbeefbeefbeefbeefbeefbeefbeefbeefbeefbeefbeefbeefbeefbeef"
+#define HASH_B_UPPER "BEEFBEEFBEEFBEEFBEEFBEEFBEEFBEEFBEEFBEEFBEEFBEEFBEEFBEEFBEEFBEEF"
+
 /* JSON builders for the tables. */
 #define MODELS "\"models\":{\"q\":{\"upstream\":\"http://h\"}}"
 #define MODELS_ONLY "{" MODELS "}"
@@ -59,6 +64,19 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(c->idle_stream_timeout_ms, 300000);
     ck_assert_uint_eq(c->request_timeout_ms, 60000);
     ck_assert_int_eq(c->log_level, 2);
+    ck_assert_uint_eq(c->max_header_bytes, 4096);
+    ck_assert_uint_eq(c->max_headers, 64);
+    ck_assert_uint_eq(c->max_url_bytes, 2048);
+    ck_assert_uint_eq(c->max_json_depth, 128);
+    ck_assert_uint_eq(c->max_connections_per_ip, 256);
+    /* security: nothing configured, nothing allowed */
+    ck_assert_uint_eq(c->n_keys, 0);
+    ck_assert_ptr_null(c->keys);
+    ck_assert_int_eq(c->allow_unauthenticated, 0);
+    ck_assert_ptr_null(c->tls_cert);
+    ck_assert_ptr_null(c->tls_key);
+    ck_assert_uint_eq(c->n_cors_origins, 0);
+    ck_assert_uint_eq(c->cors_max_age_s, 600);
     ck_assert_uint_eq(c->n_models, 1);
     ck_assert_str_eq(c->models[0].name, "qwen");
     ck_assert_str_eq(c->models[0].upstream, "http://127.0.0.1:8081");
@@ -89,6 +107,14 @@ START_TEST(test_full)
         "  \"timeouts\": {\"connect_ms\": 1, \"first_byte_ms\": 2, \"idle_stream_ms\": 3,\n"
         "                \"request_ms\": 4},\n"
         "  \"log\":      {\"level\": \"debug\"},\n"
+        "  \"auth\":     {\"keys\": {\"laptop\": {\"sha256\": \"" HASH_A "\"},\n"
+        "                          \"web.ui_2\": {\"sha256\": \"" HASH_B_UPPER "\",\n"
+        "                                       \"models\": [\"gpt-4o-mini\", \"llama\"],\n"
+        "                                       \"max_concurrent\": 3}},\n"
+        "                \"allow_unauthenticated\": false},\n"
+        "  \"tls\":      {\"cert\": \"/etc/gw/cert.pem\", \"key\": \"/etc/gw/key.pem\"},\n"
+        "  \"cors\":     {\"origins\": [\"http://webui.lan:3000\", \"https://x.example\"],\n"
+        "                \"max_age_s\": 60},\n"
         "  \"models\": {\n"
         "    \"qwen\": {\"upstream\": \"http://127.0.0.1:8081/\", \"aliases\": [\"gpt-4o-mini\", "
         "\"Qwen/Qwen2.5-0.5B\"],\n"
@@ -127,6 +153,28 @@ START_TEST(test_full)
     ck_assert_str_eq(c->models[2].name, "tiny");
     ck_assert_str_eq(c->models[2].upstream, "http://[::1]:8082");
     ck_assert_uint_eq(c->models[2].n_aliases, 0);
+
+    /* Keys in file order; the hash is stored as bytes, from either case of hex. */
+    ck_assert_uint_eq(c->n_keys, 2);
+    ck_assert_str_eq(c->keys[0].name, "laptop");
+    ck_assert_uint_eq(c->keys[0].sha256[0], 0xa6);
+    ck_assert_uint_eq(c->keys[0].sha256[31], 0x0f);
+    ck_assert_ptr_null(c->keys[0].models);
+    ck_assert_uint_eq(c->keys[0].max_concurrent, 0);
+    ck_assert_str_eq(c->keys[1].name, "web.ui_2");
+    ck_assert_uint_eq(c->keys[1].sha256[0], 0xbe);
+    ck_assert_uint_eq(c->keys[1].sha256[31], 0xef);
+    ck_assert_uint_eq(c->keys[1].n_models, 2);
+    ck_assert_str_eq(c->keys[1].models[0], "gpt-4o-mini");
+    ck_assert_str_eq(c->keys[1].models[1], "llama");
+    ck_assert_uint_eq(c->keys[1].max_concurrent, 3);
+    ck_assert_int_eq(c->allow_unauthenticated, 0);
+    ck_assert_str_eq(c->tls_cert, "/etc/gw/cert.pem");
+    ck_assert_str_eq(c->tls_key, "/etc/gw/key.pem");
+    ck_assert_uint_eq(c->n_cors_origins, 2);
+    ck_assert_str_eq(c->cors_origins[0], "http://webui.lan:3000");
+    ck_assert_str_eq(c->cors_origins[1], "https://x.example");
+    ck_assert_uint_eq(c->cors_max_age_s, 60);
     gw_conf_free(c);
 }
 END_TEST
@@ -330,6 +378,28 @@ START_TEST(test_spawned)
 }
 END_TEST
 
+/* A non-loopback address is fine with keys or with allow_unauthenticated. */
+START_TEST(test_exposed_host_needs_keys_or_flag)
+{
+    gw_conf_t *c;
+
+    c = load_ok(WITH("\"listen\":{\"host\":\"0.0.0.0\"},"
+                     "\"auth\":{\"keys\":{\"k\":{\"sha256\":\"" HASH_A "\"}}}"));
+    ck_assert_uint_eq(c->n_keys, 1);
+    gw_conf_free(c);
+    c = load_ok(WITH("\"listen\":{\"host\":\"::\"},\"auth\":{\"allow_unauthenticated\":true}"));
+    ck_assert_int_eq(c->allow_unauthenticated, 1);
+    ck_assert_uint_eq(c->n_keys, 0);
+    gw_conf_free(c);
+    /* loopback addresses need nothing */
+    c = load_ok(WITH("\"listen\":{\"host\":\"127.1.2.3\"}"));
+    gw_conf_free(c);
+    c = load_ok(WITH("\"listen\":{\"host\":\"::1\"},\"auth\":{\"keys\":{}}"));
+    ck_assert_uint_eq(c->n_keys, 0);
+    gw_conf_free(c);
+}
+END_TEST
+
 /* ${PORT} and ${MODEL} expand; anything else is copied as it is. */
 START_TEST(test_expand)
 {
@@ -400,6 +470,44 @@ START_TEST(test_split_http_url)
 }
 END_TEST
 
+START_TEST(test_loopback)
+{
+    ck_assert_int_eq(gw_conf_host_is_loopback("127.0.0.1"), 1);
+    ck_assert_int_eq(gw_conf_host_is_loopback("127.255.255.254"), 1);
+    ck_assert_int_eq(gw_conf_host_is_loopback("::1"), 1);
+    ck_assert_int_eq(gw_conf_host_is_loopback("::ffff:127.0.0.1"), 1);
+    ck_assert_int_eq(gw_conf_host_is_loopback("0.0.0.0"), 0);
+    ck_assert_int_eq(gw_conf_host_is_loopback("::"), 0);
+    ck_assert_int_eq(gw_conf_host_is_loopback("128.0.0.1"), 0);
+    ck_assert_int_eq(gw_conf_host_is_loopback("192.168.1.10"), 0);
+    ck_assert_int_eq(gw_conf_host_is_loopback("::2"), 0);
+    ck_assert_int_eq(gw_conf_host_is_loopback("::ffff:10.0.0.1"), 0);
+    ck_assert_int_eq(gw_conf_host_is_loopback("localhost"), 1);
+    ck_assert_int_eq(gw_conf_host_is_loopback("LocalHost."), 1);
+    ck_assert_int_eq(gw_conf_host_is_loopback("localhost.example"), 0);
+    ck_assert_int_eq(gw_conf_host_is_loopback("gpu-box.lan"), 0); /* a name may resolve anywhere */
+    ck_assert_int_eq(gw_conf_host_is_loopback(""), 0);
+}
+END_TEST
+
+START_TEST(test_key_names)
+{
+    ck_assert_int_eq(gw_conf_key_name_ok("a"), 1);
+    ck_assert_int_eq(gw_conf_key_name_ok("team-A.b_9"), 1);
+    ck_assert_int_eq(gw_conf_key_name_ok(
+                         "0123456789012345678901234567890123456789012345678901234567890123"),
+                     1);
+    ck_assert_int_eq(gw_conf_key_name_ok(
+                         "01234567890123456789012345678901234567890123456789012345678901234"),
+                     0);
+    ck_assert_int_eq(gw_conf_key_name_ok(""), 0);
+    ck_assert_int_eq(gw_conf_key_name_ok("a b"), 0);
+    ck_assert_int_eq(gw_conf_key_name_ok("a\nb"), 0);
+    ck_assert_int_eq(gw_conf_key_name_ok("a/b"), 0);
+    ck_assert_int_eq(gw_conf_key_name_ok("caf\xc3\xa9"), 0);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------------------
  * Bad configs: exact message and code
  * ------------------------------------------------------------------------------- */
@@ -424,6 +532,17 @@ typedef struct bad_row {
 #define ENV_NAME_MSG(q)                                                                     \
     "models.q.env: invalid variable name " q ": expected letters, digits and '_', not "       \
     "starting with a digit"
+#define KEY(name, body) WITH("\"auth\":{\"keys\":{\"" name "\":" body "}}")
+#define HASH_MSG(name)                                                                     \
+    "auth.keys." name ".sha256: expected 64 hex digits (llama-gateway keygen " name          \
+    " prints them)"
+#define ORIGIN_MSG(i)                                                                      \
+    "cors.origins[" #i "]: expected \"*\" or an origin such as \"http://host:3000\" "       \
+    "(scheme, host, optional port, no path)"
+#define EXPOSED_MSG(q)                                                                     \
+    "auth.keys: listen.host " q " is not a loopback address and no API key is "              \
+    "configured: add one (llama-gateway keygen NAME) or set auth.allow_unauthenticated "     \
+    "to true"
 
 static const bad_row_t bad_rows[] = {
     /* JSON syntax: jansson's text with its position. */
@@ -668,6 +787,99 @@ static const bad_row_t bad_rows[] = {
      GW_EPARAM,
      "backends.preload: the listed models need 1200 MB of VRAM, more than "
      "backends.vram_budget_mb (1000)"},
+    /* new limits */
+    {WITH("\"limits\": {\"max_header_bytes\": 1023}"), GW_EPARAM,
+     "limits.max_header_bytes: expected an integer from 1024 to 1048576"},
+    {WITH("\"limits\": {\"max_headers\": 0}"), GW_EPARAM,
+     "limits.max_headers: expected an integer from 1 to 10000"},
+    {WITH("\"limits\": {\"max_url_bytes\": 63}"), GW_EPARAM,
+     "limits.max_url_bytes: expected an integer from 64 to 1048576"},
+    {WITH("\"limits\": {\"max_json_depth\": 2049}"), GW_EPARAM,
+     "limits.max_json_depth: expected an integer from 1 to 2048"},
+    {WITH("\"limits\": {\"max_connections_per_ip\": -1}"), GW_EPARAM,
+     "limits.max_connections_per_ip: expected an integer from 0 to 1000000"},
+
+    /* auth */
+    {WITH("\"auth\": []"), GW_EPARAM, "auth: expected an object"},
+    {WITH("\"auth\": {\"key\": {}}"), GW_EPARAM, "auth.key: unknown key"},
+    {WITH("\"auth\": {\"keys\": []}"), GW_EPARAM,
+     "auth.keys: expected an object of name -> key"},
+    {WITH("\"auth\": {\"allow_unauthenticated\": 1}"), GW_EPARAM,
+     "auth.allow_unauthenticated: expected true or false"},
+    {WITH("\"auth\": {\"allow_unauthenticated\": \"yes\"}"), GW_EPARAM,
+     "auth.allow_unauthenticated: expected true or false"},
+    {KEY("", "{\"sha256\": \"" HASH_A "\"}"), GW_EPARAM,
+     "auth.keys: invalid key name \"\": use 1 to 64 letters, digits, '.', '_' or '-'"},
+    {KEY("a b", "{\"sha256\": \"" HASH_A "\"}"), GW_EPARAM,
+     "auth.keys: invalid key name \"a b\": use 1 to 64 letters, digits, '.', '_' or '-'"},
+    {KEY("a\\nb", "{\"sha256\": \"" HASH_A "\"}"), GW_EPARAM,
+     "auth.keys: invalid key name \"a\\nb\": use 1 to 64 letters, digits, '.', '_' or '-'"},
+    {KEY("k", "\"" HASH_A "\""), GW_EPARAM, "auth.keys.k: expected an object"},
+    {KEY("k", "{}"), GW_EPARAM, "auth.keys.k.sha256: required key is missing"},
+    {KEY("k", "{\"models\": [\"q\"]}"), GW_EPARAM,
+     "auth.keys.k.sha256: required key is missing"},
+    {KEY("k", "{\"sha256\": 5}"), GW_EPARAM, HASH_MSG("k")},
+    {KEY("k", "{\"sha256\": \"sk-gw-plaintext-key\"}"), GW_EPARAM, HASH_MSG("k")},
+    {KEY("k", "{\"sha256\": \"" HASH_A "0\"}"), GW_EPARAM, HASH_MSG("k")},
+    {KEY("k", "{\"sha256\": \"a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27a0\"}"),
+     GW_EPARAM, HASH_MSG("k")},
+    {KEY("k", "{\"sha256\": \"g665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27a0f\"}"),
+     GW_EPARAM, HASH_MSG("k")},
+    {KEY("k", "{\"sha256\": \"" HASH_A "\", \"name\": \"x\"}"), GW_EPARAM,
+     "auth.keys.k.name: unknown key"},
+    {KEY("k", "{\"sha256\": \"" HASH_A "\", \"models\": []}"), GW_EPARAM,
+     "auth.keys.k.models: expected a non-empty array of model names"},
+    {KEY("k", "{\"sha256\": \"" HASH_A "\", \"models\": \"q\"}"), GW_EPARAM,
+     "auth.keys.k.models: expected a non-empty array of model names"},
+    {KEY("k", "{\"sha256\": \"" HASH_A "\", \"models\": [\"q\", 1]}"), GW_EPARAM,
+     "auth.keys.k.models[1]: expected a model name"},
+    {KEY("k", "{\"sha256\": \"" HASH_A "\", \"models\": [\"q\", \"nope\"]}"), GW_EPARAM,
+     "auth.keys.k.models[1]: \"nope\" is not a configured model or alias"},
+    {KEY("k", "{\"sha256\": \"" HASH_A "\", \"max_concurrent\": -1}"), GW_EPARAM,
+     "auth.keys.k.max_concurrent: expected an integer from 0 to 1000000"},
+    {KEY("k", "{\"sha256\": \"" HASH_A "\", \"max_concurrent\": 1.5}"), GW_EPARAM,
+     "auth.keys.k.max_concurrent: expected an integer from 0 to 1000000"},
+    /* one key, two names: which name would the logs show? */
+    {WITH("\"auth\":{\"keys\":{\"a\":{\"sha256\":\"" HASH_B "\"},"
+          "\"b\":{\"sha256\":\"" HASH_B_UPPER "\"}}}"),
+     GW_EPARAM, "auth.keys.b.sha256: the same key as \"a\""},
+    /* the safe default */
+    {WITH("\"listen\": {\"host\": \"0.0.0.0\"}"), GW_EPARAM, EXPOSED_MSG("\"0.0.0.0\"")},
+    {WITH("\"listen\": {\"host\": \"192.168.1.5\"}, \"auth\": {\"keys\": {}}"), GW_EPARAM,
+     EXPOSED_MSG("\"192.168.1.5\"")},
+    {WITH("\"listen\": {\"host\": \"::\"}, \"auth\": {\"allow_unauthenticated\": false}"),
+     GW_EPARAM, EXPOSED_MSG("\"::\"")},
+    /* a per-key error comes before the cross-section rules */
+    {WITH("\"listen\": {\"host\": \"0.0.0.0\"}, \"auth\": {\"keys\": {\"k\": {}}}"),
+     GW_EPARAM, "auth.keys.k.sha256: required key is missing"},
+
+    /* tls */
+    {WITH("\"tls\": \"on\""), GW_EPARAM, "tls: expected an object"},
+    {WITH("\"tls\": {\"cert\": \"\", \"key\": \"k\"}"), GW_EPARAM,
+     "tls.cert: expected the path of a PEM file"},
+    {WITH("\"tls\": {\"cert\": \"c\", \"key\": 1}"), GW_EPARAM,
+     "tls.key: expected the path of a PEM file"},
+    {WITH("\"tls\": {\"cert\": \"c\\n\", \"key\": \"k\"}"), GW_EPARAM,
+     "tls.cert: expected the path of a PEM file"},
+    {WITH("\"tls\": {\"cert\": \"c\", \"ca\": \"x\"}"), GW_EPARAM, "tls.ca: unknown key"},
+    {WITH("\"tls\": {\"cert\": \"c\"}"), GW_EPARAM, "tls: cert and key must be given together"},
+    {WITH("\"tls\": {\"key\": \"k\"}"), GW_EPARAM, "tls: cert and key must be given together"},
+
+    /* cors */
+    {WITH("\"cors\": []"), GW_EPARAM, "cors: expected an object"},
+    {WITH("\"cors\": {\"origin\": []}"), GW_EPARAM, "cors.origin: unknown key"},
+    {WITH("\"cors\": {\"origins\": \"*\"}"), GW_EPARAM,
+     "cors.origins: expected an array of origins"},
+    {WITH("\"cors\": {\"origins\": [1]}"), GW_EPARAM, ORIGIN_MSG(0)},
+    {WITH("\"cors\": {\"origins\": [\"*\", \"\"]}"), GW_EPARAM, ORIGIN_MSG(1)},
+    {WITH("\"cors\": {\"origins\": [\"webui.lan\"]}"), GW_EPARAM, ORIGIN_MSG(0)},
+    {WITH("\"cors\": {\"origins\": [\"http://webui.lan/\"]}"), GW_EPARAM, ORIGIN_MSG(0)},
+    {WITH("\"cors\": {\"origins\": [\"http://\"]}"), GW_EPARAM, ORIGIN_MSG(0)},
+    {WITH("\"cors\": {\"origins\": [\"ftp://x\"]}"), GW_EPARAM, ORIGIN_MSG(0)},
+    {WITH("\"cors\": {\"origins\": [\"http://a b\"]}"), GW_EPARAM, ORIGIN_MSG(0)},
+    {WITH("\"cors\": {\"origins\": [\"http://u@h\"]}"), GW_EPARAM, ORIGIN_MSG(0)},
+    {WITH("\"cors\": {\"max_age_s\": 86401}"), GW_EPARAM,
+     "cors.max_age_s: expected an integer from 0 to 86400"},
 };
 
 #define N_BAD ((int)(sizeof(bad_rows) / sizeof(bad_rows[0])))
@@ -836,6 +1048,9 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, test_expand);
     tcase_add_test(tc, test_split_http_url);
     tcase_add_test(tc, test_free_null);
+    tcase_add_test(tc, test_exposed_host_needs_keys_or_flag);
+    tcase_add_test(tc, test_loopback);
+    tcase_add_test(tc, test_key_names);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bad");
