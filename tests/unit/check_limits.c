@@ -1,0 +1,88 @@
+/*
+ * check_limits.c - unit tests for the small pure helpers behind the request limits
+ * and safe logging: the JSON depth guard (core/jspan.c gw_json_depth_ok) and the
+ * log-line escaper (core/log.c gw_log_safe).
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/jspan.h"
+#include "core/log.h"
+
+static int depth_ok(const char *s, unsigned max)
+{
+    return gw_json_depth_ok(s, strlen(s), max);
+}
+
+START_TEST(test_depth)
+{
+    char *deep;
+    size_t i, n = 100000;
+
+    ck_assert_int_eq(depth_ok("", 1), 1);
+    ck_assert_int_eq(depth_ok("1", 0), 1);
+    ck_assert_int_eq(depth_ok("{}", 0), 0);
+    ck_assert_int_eq(depth_ok("{}", 1), 1);
+    ck_assert_int_eq(depth_ok("[[1],[2],{\"a\":[3]}]", 3), 1);
+    ck_assert_int_eq(depth_ok("[[1],[2],{\"a\":[3]}]", 2), 0);
+    /* brackets inside strings do not count, escaped quotes do not end strings */
+    ck_assert_int_eq(depth_ok("{\"a\":\"[[[[[[{{{{\"}", 1), 1);
+    ck_assert_int_eq(depth_ok("{\"a\":\"\\\"[[[[\"}", 1), 1);
+    ck_assert_int_eq(depth_ok("{\"a\\\\\":[[1]]}", 2), 0); /* "a\\" ends the key */
+    /* unbalanced closers cannot lower the count below zero and hide later opens */
+    ck_assert_int_eq(depth_ok("]]]]]]]][[[", 2), 0);
+    /* a huge nest is rejected in one pass without recursion */
+    deep = malloc(n + 1);
+    for (i = 0; i < n; i++)
+        deep[i] = i % 2 ? '{' : '[';
+    deep[n] = '\0';
+    ck_assert_int_eq(gw_json_depth_ok(deep, n, 128), 0);
+    ck_assert_int_eq(gw_json_depth_ok(deep, 128, 128), 1);
+    ck_assert_int_eq(gw_json_depth_ok(deep, 129, 128), 0);
+    free(deep);
+    /* the length is honoured */
+    ck_assert_int_eq(gw_json_depth_ok("[[[", 1, 1), 1);
+    /* NUL bytes are just bytes */
+    ck_assert_int_eq(gw_json_depth_ok("[\0[\0[", 5, 2), 0);
+}
+END_TEST
+
+START_TEST(test_log_safe)
+{
+    char out[32];
+
+    ck_assert_str_eq(gw_log_safe(out, sizeof(out), "/v1/models", 10), "/v1/models");
+    ck_assert_str_eq(gw_log_safe(out, sizeof(out), "a\nb", 3), "a\\x0ab");
+    ck_assert_str_eq(gw_log_safe(out, sizeof(out), "q\"x\\", 4), "q\\x22x\\x5c");
+    ck_assert_str_eq(gw_log_safe(out, sizeof(out), "\x1b[31m", 5), "\\x1b[31m");
+    ck_assert_str_eq(gw_log_safe(out, sizeof(out), "caf\xc3\xa9", 5), "caf\\xc3\\xa9");
+    ck_assert_str_eq(gw_log_safe(out, sizeof(out), "a\0b", 3), "a\\x00b");
+    /* exactly fits: 31 characters */
+    ck_assert_str_eq(gw_log_safe(out, sizeof(out), "0123456789012345678901234567890", 31),
+                     "0123456789012345678901234567890");
+    /* does not fit: cut, with "..." */
+    ck_assert_str_eq(gw_log_safe(out, sizeof(out), "01234567890123456789012345678901", 32),
+                     "0123456789012345678901234567...");
+    ck_assert_str_eq(gw_log_safe(out, 8, "\n\n\n", 3), "\\x0a...");
+    ck_assert_str_eq(gw_log_safe(out, 1, "abc", 3), "");
+    ck_assert_str_eq(gw_log_safe(out, sizeof(out), "", 0), "");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("limits");
+    TCase *tc = tcase_create("limits");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_test(tc, test_depth);
+    tcase_add_test(tc, test_log_safe);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
