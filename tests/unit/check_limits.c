@@ -48,6 +48,19 @@ START_TEST(test_depth)
 }
 END_TEST
 
+/* Regression (fuzz_request): a NUL byte inside a container made gw_json_skip spin. */
+START_TEST(test_json_skip_nul)
+{
+    static const char in[] = "{\"model\":\"m\",\"messages\":[[{\"a\":[{}]}]\0\0?]]}";
+    gw_jspan_t sp;
+
+    ck_assert_uint_eq(gw_json_skip("[\0]", 3, 0), 3);
+    ck_assert_uint_eq(gw_json_skip("[\0", 2, 0), (size_t)-1);
+    ck_assert_int_eq(gw_json_member(in, sizeof(in) - 1, 0, "model", &sp), 1);
+    ck_assert_int_eq(gw_json_member(in, sizeof(in) - 1, 0, "nope", &sp), -1); /* malformed */
+}
+END_TEST
+
 START_TEST(test_log_safe)
 {
     char out[32];
@@ -78,6 +91,7 @@ int main(void)
     int failed;
 
     tcase_add_test(tc, test_depth);
+    tcase_add_test(tc, test_json_skip_nul);
     tcase_add_test(tc, test_log_safe);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
