@@ -3,13 +3,15 @@
 #
 #   build/       RelWithDebInfo                      ctest: unit, integration, e2e
 #   build-asan/  Debug + ASan/UBSan (GW_SANITIZE=ON) ctest again, leaks are failures
+#   build-fuzz/  clang + libFuzzer (GW_FUZZ=ON)      ctest -L fuzz: each target ~20 s
 #
 # Every failure (configure, build or test) makes the exit status non-zero. The last line
 # is "N passed, N failed" summed over both ctest runs (a failed configure or build counts
 # as one failed test, since its tests could not run).
 #
 # Environment: JOBS (build parallelism, default nproc), CTEST_JOBS (default 1),
-# GW_TEST_ONLY=normal|asan to run one of the two configurations.
+# GW_TEST_ONLY=normal|asan|fuzz to run one of the configurations; FUZZ_SECONDS (default 20)
+# per fuzz target.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -92,6 +94,14 @@ if [ -z "$only" ] || [ "$only" = asan ]; then
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         -- -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE=ON -DGW_TESTS=ON
+fi
+
+# ---- fuzz smoke (issue 5; scripts/fuzz-smoke.sh runs the same alone): the libFuzzer
+# targets in fuzz/, built with clang in build-fuzz/, each run FUZZ_SECONDS (default 20) s
+# from its seed corpus. GW_TEST_ONLY=fuzz runs only this.
+if [ -z "$only" ] || [ "$only" = fuzz ]; then
+    run_config fuzz build-fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}" -- \
+        -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_FUZZ=ON
 fi
 
 echo "==== summary ($((SECONDS - t_start)) s)"
