@@ -1,8 +1,9 @@
 /*
  * fuzz_headers.c - libFuzzer target for what the gateway does with raw request header
  * values before any routing: API key extraction (http/auth.c gw_auth_extract), the
- * CORS origin check (http/cors.c gw_cors_allowed) and log-line escaping (core/log.c
- * gw_log_safe).
+ * CORS origin check (http/cors.c gw_cors_allowed), log-line escaping (core/log.c
+ * gw_log_safe), UTF-8 repair of error-message text (core/text.c) and the /upstream
+ * dot-segment check (http/guard.c gw_guard_dot_segment).
  *
  * Input: up to three NUL-separated header values (Authorization, x-api-key, Origin);
  * an absent part means an absent header. Properties: a found key lies inside one of
@@ -10,12 +11,15 @@
  * allowed origin is printable ASCII; escaped log text is printable ASCII without '"'
  * or '\\', NUL-terminated within its buffer.
  */
+#include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conf/conf.h"
 #include "core/log.h"
+#include "core/text.h"
+#include "http/guard.h"
 #include "http/auth.h"
 #include "http/cors.h"
 
@@ -97,6 +101,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
     }
     check_log_safe((const char *)data, size);
+
+    /* UTF-8 repair keeps the length and leaves text jansson accepts */
+    {
+        size_t n0 = strlen(buf);
+        json_t *js;
+
+        gw_text_utf8_fix(buf);
+        if (strlen(buf) != n0)
+            abort();
+        js = json_string(buf);
+        if (js == NULL)
+            abort();
+        json_decref(js);
+    }
+    (void)gw_guard_dot_segment((const char *)data, size);
     free(buf);
     return 0;
 }

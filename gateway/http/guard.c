@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -50,6 +51,8 @@ struct gw_guard {
     pthread_mutex_t mu;          /* guards conns, stop */
     pthread_cond_t cv;
     struct gw_guard_conn *conns; /* every open connection */
+    size_t n_conns;
+    int trim_due;                /* connections came and went since the last trim */
     int stop;
     int thread_started;
     pthread_t reaper;
@@ -128,8 +131,22 @@ static void *reaper_main(void *arg)
             ts.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&g->cv, &g->mu, &ts);
-        if (!g->stop)
-            reap(g, mono_us());
+        if (g->stop)
+            break;
+        reap(g, mono_us());
+        if (g->n_conns == 0 && g->trim_due) {
+            /*
+             * Nobody is connected: hand the heap that bursts of requests freed back to
+             * the system, so that memory comes back down after a flood (glibc keeps
+             * freed chunks in its per-thread arenas otherwise).
+             */
+            g->trim_due = 0;
+            pthread_mutex_unlock(&g->mu);
+#ifdef __GLIBC__
+            malloc_trim(0);
+#endif
+            pthread_mutex_lock(&g->mu);
+        }
     }
     pthread_mutex_unlock(&g->mu);
     return NULL;
@@ -158,6 +175,8 @@ static void on_conn(void *cls, struct MHD_Connection *c, void **socket_context,
         if (g->conns)
             g->conns->prev = gc;
         g->conns = gc;
+        g->n_conns++;
+        g->trim_due = 1;
         pthread_mutex_unlock(&g->mu);
         *socket_context = gc;
         return;
@@ -174,6 +193,7 @@ static void on_conn(void *cls, struct MHD_Connection *c, void **socket_context,
         g->conns = gc->next;
     if (gc->next)
         gc->next->prev = gc->prev;
+    g->n_conns--;
     pthread_mutex_unlock(&g->mu);
     free(gc);
 }
@@ -509,4 +529,36 @@ struct MHD_Response *gw_guard_preflight(const gw_guard_t *g, const gw_guard_req_
                           MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                       "Access-Control-Request-Headers"));
     return resp;
+}
+
+int gw_guard_dot_segment(const char *path, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        size_t dots = 0, other = 0;
+
+        if (path[i] == '/') {
+            i++;
+            continue;
+        }
+        while (i < n && path[i] != '/' && path[i] != '?') {
+            if (path[i] == '.') {
+                dots++;
+                i++;
+            } else if (path[i] == '%' && i + 2 < n && path[i + 1] == '2' &&
+                       (path[i + 2] == 'e' || path[i + 2] == 'E')) {
+                dots++;
+                i += 3;
+            } else {
+                other++;
+                i++;
+            }
+        }
+        if (other == 0 && (dots == 1 || dots == 2))
+            return 1;
+        if (i < n && path[i] == '?')
+            break;
+    }
+    return 0;
 }

@@ -14,6 +14,9 @@
  * its concurrent-request limit (429). Model allow-lists are checked later, by the
  * handlers, once the model is known (gw_guard_allows).
  *
+ * When no client is connected, the reaper returns freed heap to the system (glibc
+ * malloc_trim), so that memory comes back down after a burst.
+ *
  * Deadlines. Each connection is in one of three states: IDLE (accepted, or between
  * keep-alive requests), RECEIVING (the request line arrived; the rest of the request
  * must arrive within timeouts.request_ms of it) or BUSY (the request is complete; the
@@ -108,5 +111,12 @@ void gw_guard_add_headers(const gw_guard_t *g, const gw_guard_req_t *q,
 /* The 204 answer to a preflight (caller adds X-Request-Id, queues and destroys it). */
 struct MHD_Response *gw_guard_preflight(const gw_guard_t *g, const gw_guard_req_t *q,
                                         struct MHD_Connection *c);
+
+/*
+ * 1 if the path (n bytes, from its first '/') has a "." or ".." segment, also when
+ * written with %2e: such a path is refused rather than forwarded, because the HTTP
+ * client would resolve it and reach a different path on the backend than the one shown.
+ */
+int gw_guard_dot_segment(const char *path, size_t n);
 
 #endif

@@ -47,6 +47,7 @@
 #include "core/log.h"
 #include "core/sse.h"
 #include "backend/supervisor.h"
+#include "core/text.h"
 #include "http/guard.h"
 #include "openai/request.h"
 #include "openai/rewrite.h"
@@ -350,13 +351,19 @@ static int drop_response_header(const char *name)
 static char *error_body(const char *message, const char *type, const char *param,
                         const char *code)
 {
-    json_t *o = json_pack("{s:{s:s, s:s, s:o, s:s}}", "error", "message", message, "type",
-                          type, "param", (param && *param) ? json_string(param) : json_null(),
-                          "code", code);
-    char *s = json_dumps(o, JSON_COMPACT);
+    char msg[1024];
+    json_t *o;
+    char *s;
 
+    /* messages quote client bytes: jansson refuses invalid UTF-8 (json_pack -> NULL) */
+    snprintf(msg, sizeof(msg), "%s", message);
+    gw_text_utf8_fix(msg);
+    o = json_pack("{s:{s:s, s:s, s:o, s:s}}", "error", "message", msg, "type", type, "param",
+                  (param && *param) ? json_string(param) : json_null(), "code", code);
+    s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
-    return s;
+    return s ? s : gw_xstrdup("{\"error\":{\"message\":\"error\",\"type\":\"server_error\","
+                              "\"param\":null,\"code\":\"internal_error\"}}");
 }
 
 /* Headers on every response of a request: its id and, for an allowed origin, CORS. */
@@ -1864,7 +1871,12 @@ static enum MHD_Result h_upstream(gw_req_t *r, struct MHD_Connection *c, const c
                            (int)name_len, p);
     if (!gw_guard_allows(&r->sec, m))
         return deny_model(r, c, p, name_len);
-    if (r->body.len > 0 && strchr("{[", r->body.ptr[strspn(r->body.ptr, " \t\r\n")]) &&
+    if (slash && gw_guard_dot_segment(slash, (size_t)(end - slash)))
+        return queue_error(r, c, GW_EBADREQ, NULL,
+                           "the path after /upstream/%.*s must not contain '.' or '..' segments",
+                           (int)name_len, p);
+    if (r->body.len > 0 && (r->body.ptr[strspn(r->body.ptr, " \t\r\n")] == '{' ||
+                            r->body.ptr[strspn(r->body.ptr, " \t\r\n")] == '[') &&
         body_too_deep(r))
         return queue_too_deep(r, c);
     if (slash == NULL)

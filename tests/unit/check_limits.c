@@ -1,14 +1,18 @@
 /*
  * check_limits.c - unit tests for the small pure helpers behind the request limits
- * and safe logging: the JSON depth guard (core/jspan.c gw_json_depth_ok) and the
- * log-line escaper (core/log.c gw_log_safe).
+ * and hostile-input handling: the JSON depth guard (core/jspan.c gw_json_depth_ok),
+ * the log-line escaper (core/log.c gw_log_safe), UTF-8 repair for error messages
+ * (core/text.c) and the /upstream dot-segment check (http/guard.c).
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/jspan.h"
 #include "core/log.h"
+#include "core/text.h"
+#include "http/guard.h"
 
 static int depth_ok(const char *s, unsigned max)
 {
@@ -61,6 +65,52 @@ START_TEST(test_json_skip_nul)
 }
 END_TEST
 
+static const char *fixed(const char *in)
+{
+    static char buf[64];
+
+    snprintf(buf, sizeof(buf), "%s", in);
+    gw_text_utf8_fix(buf);
+    return buf;
+}
+
+START_TEST(test_utf8_fix)
+{
+    ck_assert_str_eq(fixed("plain /v1/models"), "plain /v1/models");
+    ck_assert_str_eq(fixed("caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80"),
+                     "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80");
+    ck_assert_str_eq(fixed("\xff\xfe"), "??");
+    ck_assert_str_eq(fixed("a\xc3"), "a?");              /* truncated */
+    ck_assert_str_eq(fixed("\xc0\xaf"), "??");          /* overlong '/' */
+    ck_assert_str_eq(fixed("\xe0\x80\xaf"), "???");    /* overlong, 3 bytes */
+    ck_assert_str_eq(fixed("\xed\xa0\x80"), "???");    /* surrogate U+D800 */
+    ck_assert_str_eq(fixed("\xf4\x90\x80\x80"), "????"); /* above U+10FFFF */
+    ck_assert_str_eq(fixed("\xe6\x97x"), "??x");
+    ck_assert_uint_eq(gw_text_utf8_fix((char[]){"\x80\x80ok"}), 2);
+}
+END_TEST
+
+START_TEST(test_dot_segments)
+{
+#define DOT(s) gw_guard_dot_segment(s, strlen(s))
+    ck_assert_int_eq(DOT("/props"), 0);
+    ck_assert_int_eq(DOT("/v1/chat/completions"), 0);
+    ck_assert_int_eq(DOT("/a..b/c.d/...x/.hidden/"), 0);
+    ck_assert_int_eq(DOT("/..."), 0);
+    ck_assert_int_eq(DOT("/x?a=/../"), 0); /* the query is not a path */
+    ck_assert_int_eq(DOT("/.."), 1);
+    ck_assert_int_eq(DOT("/../etc/passwd"), 1);
+    ck_assert_int_eq(DOT("/a/./b"), 1);
+    ck_assert_int_eq(DOT("/a/."), 1);
+    ck_assert_int_eq(DOT("/a/%2e%2E/b"), 1);
+    ck_assert_int_eq(DOT("/a/.%2e"), 1);
+    ck_assert_int_eq(DOT("/a/%2e"), 1);
+    ck_assert_int_eq(DOT("/a/%2e%2"), 0);
+    ck_assert_int_eq(DOT("//..//"), 1);
+#undef DOT
+}
+END_TEST
+
 START_TEST(test_log_safe)
 {
     char out[32];
@@ -93,6 +143,8 @@ int main(void)
     tcase_add_test(tc, test_depth);
     tcase_add_test(tc, test_json_skip_nul);
     tcase_add_test(tc, test_log_safe);
+    tcase_add_test(tc, test_utf8_fix);
+    tcase_add_test(tc, test_dot_segments);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
