@@ -58,10 +58,12 @@ START_TEST(test_json_skip_nul)
     static const char in[] = "{\"model\":\"m\",\"messages\":[[{\"a\":[{}]}]\0\0?]]}";
     gw_jspan_t sp;
 
-    ck_assert_uint_eq(gw_json_skip("[\0]", 3, 0), 3);
+    ck_assert_uint_eq(gw_json_skip("[\0]", 3, 0), (size_t)-1); /* malformed, and it returns */
     ck_assert_uint_eq(gw_json_skip("[\0", 2, 0), (size_t)-1);
+    ck_assert_uint_eq(gw_json_skip("[1\0]", 4, 0), (size_t)-1);
+    ck_assert_uint_eq(gw_json_skip("[1]", 3, 0), 3);
     ck_assert_int_eq(gw_json_member(in, sizeof(in) - 1, 0, "model", &sp), 1);
-    ck_assert_int_eq(gw_json_member(in, sizeof(in) - 1, 0, "nope", &sp), -1); /* malformed */
+    ck_assert_int_eq(gw_json_member(in, sizeof(in) - 1, 0, "nope", &sp), -1);
 }
 END_TEST
 
