@@ -363,6 +363,21 @@ void gw_guard_log_start(const gw_guard_t *g)
 
 /* ================================================================ requests === */
 
+static void client_address(struct MHD_Connection *c, char *out, size_t cap)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+    snprintf(out, cap, "-");
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)cap);
+}
+
 void gw_guard_on_uri(gw_guard_t *g, struct MHD_Connection *c, gw_guard_req_t *q,
                      const char *uri)
 {
@@ -371,6 +386,7 @@ void gw_guard_on_uri(gw_guard_t *g, struct MHD_Connection *c, gw_guard_req_t *q,
 
     q->uri_too_long = strlen(uri) > g->conf->max_url_bytes;
     q->gc = ci ? ci->socket_context : NULL;
+    client_address(c, q->client, sizeof(q->client));
     set_state(g, q->gc, C_RECEIVING);
 }
 
@@ -387,21 +403,6 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
     a->count++;
     a->bytes += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
     return MHD_YES;
-}
-
-static void client_address(struct MHD_Connection *c, char *out, size_t cap)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-
-    snprintf(out, cap, "-");
-    if (sa == NULL)
-        return;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)cap);
 }
 
 static void fail(gw_guard_req_t *q, gw_err_t e, int now, const char *fmt, ...)
@@ -459,7 +460,6 @@ void gw_guard_admit(gw_guard_t *g, struct MHD_Connection *c, gw_guard_req_t *q,
     const gw_conf_t *conf = g->conf;
     hdr_acc_t acc = {0, 0};
 
-    client_address(c, q->client, sizeof(q->client));
     q->origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
     q->origin_ok = gw_cors_allowed(g->cors, q->origin);
     MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &acc);
