@@ -338,6 +338,20 @@ class SafeDefault(SecurityCase):
         self.assertIn("cannot listen on 192.0.2.1", r.stderr)
         self.assertEqual(r.returncode, 1)
 
+    def test_backend_credentials_not_logged(self):
+        f = self.fake()
+        url = f.url.replace("http://", "http://gw:s3cret-pw@")
+        gw = self.gateway({"m": {"upstream": url, "api_key": "backend-secret-key"}})
+        st, _, _ = request("127.0.0.1", gw.port, "POST", CHAT, json.dumps(chat_body("m")))
+        self.assertEqual(st, 200)
+        self.assertEqual(f.log_records()[-1]["headers"].get("authorization"),
+                         "Bearer backend-secret-key")
+        log = wait_for(lambda: (lambda s: s if "status=200" in s else None)(gw.stderr()), 5,
+                       what="the access log line")
+        self.assertNotIn("s3cret-pw", log)
+        self.assertNotIn("backend-secret-key", log)
+        self.assertIn("model m -> http://***@127.0.0.1:%d" % f.port, log)
+
     def test_loopback_without_keys_is_open(self):
         f = self.fake()
         gw = self.gateway({"m": {"upstream": f.url}})
