@@ -1838,6 +1838,10 @@ static enum MHD_Result h_oai(gw_req_t *r, struct MHD_Connection *c, const char *
         json_decref(root);
         return queue_error(r, c, GW_EPARAM, "model", "'model' is not a valid model name");
     }
+    if (!gw_guard_allows(&r->sec, m)) {
+        json_decref(root);
+        return deny_model(r, c, r->model, strlen(r->model));
+    }
     r->stream = json_is_true(json_object_get(root, "stream"));
     if (r->route->oai_kind == GW_OAI_CHAT || r->route->oai_kind == GW_OAI_COMPLETIONS) {
         gw_tok_req_t tr;
@@ -1852,8 +1856,6 @@ static enum MHD_Result h_oai(gw_req_t *r, struct MHD_Connection *c, const char *
             return start_proxy(r, c, m, r->uri, r->path_len, 1, method, root, &tr);
     }
     json_decref(root);
-    if (!gw_guard_allows(&r->sec, m))
-        return deny_model(r, c, r->model, strlen(r->model));
     return start_proxy(r, c, m, r->uri, r->path_len, 1, method, NULL, NULL);
 }
 

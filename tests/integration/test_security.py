@@ -220,6 +220,17 @@ class ApiKeys(SecurityCase):
         self.assertEqual(e["message"],
                          "The API key 'limited' is not allowed to use the model 'beta'")
         self.assertTrue(dict(h).get("X-Request-Id"))
+        # the token-ID path (return_token_ids / stop_token_ids) is checked the same way
+        for extra in ({"return_token_ids": True}, {"stop_token_ids": [2]}):
+            for stream in (False, True):
+                st, _, resp = self.req("POST", CHAT, chat_body("beta", stream=stream, **extra),
+                                       key=self.lim)
+                self.assertEqual(st, 403, (extra, stream, resp))
+                st, _, resp = self.req("POST", COMPL, {"model": "beta", "prompt": "x",
+                                                       "max_tokens": 2, **extra}, key=self.lim)
+                self.assertEqual(st, 403, (extra, resp))
+        st, _, resp = self.req("POST", CHAT, chat_body("a2", return_token_ids=True), key=self.lim)
+        self.assertEqual(st, 200, resp)
         self.assertEqual(self.b.log_records(), [])
         # an unknown model stays a 404
         st, _, resp = self.req("POST", CHAT, chat_body("nope"), key=self.lim)
