@@ -313,7 +313,8 @@ if [[ -z $GW_REASON ]]; then
         GW_PORT=$("$LOADGEN" port)
         {
             printf '{"listen": {"host": "127.0.0.1", "port": %s, "threads": 2},\n' "$GW_PORT"
-            printf ' "limits": {"max_connections": 20000},\n'
+            # all load comes from one address: lift the per-address cap (default 256)
+            printf ' "limits": {"max_connections": 20000, "max_connections_per_ip": 0},\n'
             [[ -n $LOG_LEVEL ]] && printf ' "log": {"level": "%s"},\n' "$LOG_LEVEL"
             printf ' "models": {"bench": {"upstream": "http://127.0.0.1:%s"}}}\n' "$BE_PORT"
         } >"$TMP/gateway.json"

@@ -23,6 +23,7 @@
 #include "http/tls.h"
 
 #define GW_GUARD_POOL_EXTRA (2u * 1024) /* MHD pool beyond URL + headers: buffers */
+#define GW_GUARD_TRIM_DELAY_MS 1000 /* idle this long before the heap is trimmed */
 #define GW_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define MAX_OPTS 12
 
@@ -53,6 +54,8 @@ struct gw_guard {
     struct gw_guard_conn *conns; /* every open connection */
     size_t n_conns;
     int trim_due;                /* connections came and went since the last trim */
+    uint64_t trim_at;            /* when to trim if still nobody is connected; 0 = not armed */
+    uint64_t wake_at;            /* when the reaper wakes next; UINT64_MAX = only if signalled */
     int stop;
     int thread_started;
     pthread_t reaper;
@@ -99,13 +102,20 @@ static void send_408(const gw_guard_t *g, int fd)
         (void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
-static void reap(gw_guard_t *g, uint64_t now)
+/* Ends every connection past its deadline; returns the earliest deadline left. */
+static uint64_t reap(gw_guard_t *g, uint64_t now)
 {
     struct gw_guard_conn *gc;
+    uint64_t next = UINT64_MAX;
 
     for (gc = g->conns; gc; gc = gc->next) {
-        if (gc->reaped || gc->state == C_BUSY || now < gc->deadline_us)
+        if (gc->reaped || gc->state == C_BUSY)
             continue;
+        if (now < gc->deadline_us) {
+            if (gc->deadline_us < next)
+                next = gc->deadline_us;
+            continue;
+        }
         gc->reaped = 1;
         if (gc->state == C_RECEIVING && !g->has_tls)
             send_408(g, gc->fd);
@@ -115,38 +125,61 @@ static void reap(gw_guard_t *g, uint64_t now)
         /* MHD reads end-of-stream and closes the connection on its own thread */
         shutdown(gc->fd, SHUT_RDWR);
     }
+    return next;
 }
 
+/* The reaper sleeps until the earliest deadline; wake it if `at` comes sooner. */
+static void wake_reaper(gw_guard_t *g, uint64_t at)
+{
+    if (at < g->wake_at)
+        pthread_cond_signal(&g->cv);
+}
+
+/*
+ * The reaper thread. It sleeps until the earliest deadline (rounded up to the next
+ * GW_GUARD_TICK_MS, so that close deadlines share one wake-up), or without a timeout
+ * when no connection has one: connections that wait on a backend cost no wake-ups.
+ */
 static void *reaper_main(void *arg)
 {
     gw_guard_t *g = arg;
+    const uint64_t tick = GW_GUARD_TICK_MS * 1000u;
     struct timespec ts;
+    uint64_t now, next;
 
     pthread_mutex_lock(&g->mu);
     while (!g->stop) {
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += GW_GUARD_TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
-        if (g->stop)
-            break;
-        reap(g, mono_us());
-        if (g->n_conns == 0 && g->trim_due) {
-            /*
-             * Nobody is connected: hand the heap that bursts of requests freed back to
-             * the system, so that memory comes back down after a flood (glibc keeps
-             * freed chunks in its per-thread arenas otherwise).
-             */
-            g->trim_due = 0;
-            pthread_mutex_unlock(&g->mu);
+        now = mono_us();
+        next = reap(g, now);
+        if (g->trim_at != 0 && now >= g->trim_at) {
+            g->trim_at = 0;
+            if (g->n_conns == 0 && g->trim_due) {
+                /*
+                 * Nobody has been connected for a while: hand the heap that a burst of
+                 * requests freed back to the system, so that memory comes back down
+                 * (glibc keeps freed chunks in its per-thread arenas otherwise).
+                 */
+                g->trim_due = 0;
+                pthread_mutex_unlock(&g->mu);
 #ifdef __GLIBC__
-            malloc_trim(0);
+                malloc_trim(0);
 #endif
-            pthread_mutex_lock(&g->mu);
+                pthread_mutex_lock(&g->mu);
+                continue;
+            }
         }
+        if (g->trim_at != 0 && g->trim_at < next)
+            next = g->trim_at;
+        if (next == UINT64_MAX) {
+            g->wake_at = UINT64_MAX;
+            pthread_cond_wait(&g->cv, &g->mu);
+            continue;
+        }
+        next = (next + tick - 1) / tick * tick;
+        g->wake_at = next;
+        ts.tv_sec = (time_t)(next / 1000000u);
+        ts.tv_nsec = (long)(next % 1000000u) * 1000L;
+        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
     }
     pthread_mutex_unlock(&g->mu);
     return NULL;
@@ -177,6 +210,7 @@ static void on_conn(void *cls, struct MHD_Connection *c, void **socket_context,
         g->conns = gc;
         g->n_conns++;
         g->trim_due = 1;
+        wake_reaper(g, gc->deadline_us);
         pthread_mutex_unlock(&g->mu);
         *socket_context = gc;
         return;
@@ -193,7 +227,10 @@ static void on_conn(void *cls, struct MHD_Connection *c, void **socket_context,
         g->conns = gc->next;
     if (gc->next)
         gc->next->prev = gc->prev;
-    g->n_conns--;
+    if (--g->n_conns == 0 && g->trim_due && g->trim_at == 0) {
+        g->trim_at = mono_us() + GW_GUARD_TRIM_DELAY_MS * 1000u;
+        wake_reaper(g, g->trim_at);
+    }
     pthread_mutex_unlock(&g->mu);
     free(gc);
 }
@@ -208,6 +245,8 @@ static int set_state(gw_guard_t *g, struct gw_guard_conn *gc, conn_state_t st)
     pthread_mutex_lock(&g->mu);
     gc->state = st;
     gc->deadline_us = st == C_BUSY ? 0 : mono_us() + request_us(g);
+    if (st != C_BUSY)
+        wake_reaper(g, gc->deadline_us);
     reaped = gc->reaped;
     pthread_mutex_unlock(&g->mu);
     return reaped;
@@ -244,6 +283,7 @@ gw_err_t gw_guard_new(const gw_conf_t *conf, gw_registry_t *reg, gw_guard_t **ou
         }
         g->has_tls = 1;
     }
+    g->wake_at = UINT64_MAX;
     g->auth = gw_auth_new(conf, reg);
     g->cors = gw_cors_new(conf);
     pthread_mutex_init(&g->mu, NULL);

@@ -14,14 +14,15 @@
  * its concurrent-request limit (429). Model allow-lists are checked later, by the
  * handlers, once the model is known (gw_guard_allows).
  *
- * When no client is connected, the reaper returns freed heap to the system (glibc
- * malloc_trim), so that memory comes back down after a burst.
+ * When no client has been connected for a second, the reaper returns freed heap to the
+ * system (glibc malloc_trim), so that memory comes back down after a burst.
  *
  * Deadlines. Each connection is in one of three states: IDLE (accepted, or between
  * keep-alive requests), RECEIVING (the request line arrived; the rest of the request
  * must arrive within timeouts.request_ms of it) or BUSY (the request is complete; the
  * backend timeouts apply). IDLE and RECEIVING have a deadline of request_ms. The reaper
- * wakes every GW_GUARD_TICK_MS; for an expired RECEIVING connection on plain HTTP it
+ * sleeps until the earliest deadline, rounded up to GW_GUARD_TICK_MS (and not at all
+ * while every connection is BUSY); for an expired RECEIVING connection on plain HTTP it
  * writes a 408 OpenAI error with "Connection: close" straight to the socket (MHD is
  * only reading then, and cannot queue a response mid-body), then shuts the socket
  * down; MHD sees the end of the stream and closes the connection through its normal
