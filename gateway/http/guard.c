@@ -6,7 +6,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <malloc.h>
 #include <netinet/in.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -16,6 +15,9 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h> /* malloc_trim */
+#endif
 
 #include "core/alloc.h"
 #include "core/log.h"
@@ -49,7 +51,7 @@ struct gw_guard {
     int has_tls;
     struct MHD_OptionItem opts[MAX_OPTS];
 
-    pthread_mutex_t mu;          /* guards conns, stop */
+    pthread_mutex_t mu;          /* guards everything below, and each entry's state fields */
     pthread_cond_t cv;
     struct gw_guard_conn *conns; /* every open connection */
     size_t n_conns;
