@@ -27,7 +27,7 @@ UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
     "$corpus" "$seeds" >"$tmp/log" 2>&1
 rc=$?
 # a summary: seeds read, final stats, and any finding
-grep -E '^INFO: (seed corpus|  [0-9]+ files found)|^#[0-9]+ *(INITED|DONE)|^Done |^stat::|ERROR|SUMMARY|Test unit written|deadly signal|timeout' "$tmp/log" | tail -n 30
+grep -E '^INFO: (seed corpus|  [0-9]+ files found)|^#[0-9]+[[:space:]]+(INITED|DONE)|^Done |^stat::|ERROR|SUMMARY|Test unit written|deadly signal|timeout' "$tmp/log" | tail -n 30
 if [ "$rc" -ne 0 ]; then
     echo "$name: FAILED (exit $rc); last 60 lines of the log:"
     tail -n 60 "$tmp/log"
