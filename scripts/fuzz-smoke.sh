@@ -28,5 +28,5 @@ if [ "$#" -gt 0 ]; then
     filter=(-R "^fuzz_($(IFS='|'; echo "$*"))\$")
 fi
 cd "$dir"
-ctest -L fuzz --output-on-failure -V "${filter[@]}" | grep -E '^[0-9]+: (#[0-9]+ +DONE|Done |stat::|fuzz_[a-z]+: )|tests passed|tests failed|Test +#'
+ctest -L fuzz --output-on-failure -V "${filter[@]}" | grep -E '^[0-9]+: (#[0-9]+[[:space:]]+(INITED|DONE)|Done |stat::|fuzz_[a-z]+: )|tests passed|tests failed|Test +#'
 exit "${PIPESTATUS[0]}"
