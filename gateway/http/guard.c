@@ -534,12 +534,17 @@ void gw_guard_body_done(gw_guard_t *g, gw_guard_req_t *q)
     set_state(g, q->gc, C_BUSY);
 }
 
-void gw_guard_done(gw_guard_t *g, gw_guard_req_t *q)
+void gw_guard_release_key(gw_guard_req_t *q)
 {
     if (q->key_held) {
         gw_auth_release(q->key);
         q->key_held = 0;
     }
+}
+
+void gw_guard_done(gw_guard_t *g, gw_guard_req_t *q)
+{
+    gw_guard_release_key(q);
     if (set_state(g, q->gc, C_IDLE))
         q->timed_out = 1;
 }

@@ -102,6 +102,9 @@ void gw_guard_body_done(gw_guard_t *g, gw_guard_req_t *q);
  * is IDLE again. Safe to call for a request that never reached gw_guard_admit. */
 void gw_guard_done(gw_guard_t *g, gw_guard_req_t *q);
 
+/* Gives the request's concurrent slot back early (the answer is complete and queued);
+ * gw_guard_done does it otherwise. Idempotent; the MHD worker of the request only. */
+void gw_guard_release_key(gw_guard_req_t *q);
 /* 1 if the request's key may use model m. */
 int gw_guard_allows(const gw_guard_req_t *q, const gw_model_t *m);
 const char *gw_guard_key_name(const gw_guard_req_t *q);

@@ -366,11 +366,18 @@ static char *error_body(const char *message, const char *type, const char *param
                               "\"param\":null,\"code\":\"internal_error\"}}");
 }
 
-/* Headers on every response of a request: its id and, for an allowed origin, CORS. */
-static void add_common_headers(gw_req_t *r, struct MHD_Response *resp)
+/*
+ * Headers on every response of a request: its id and, for an allowed origin, CORS.
+ * complete: the whole answer is in resp, so the request no longer counts against its
+ * key's max_concurrent (a client that sends the next request as soon as it has read
+ * this one must not race the completion callback); a stream counts until it ends.
+ */
+static void add_common_headers(gw_req_t *r, struct MHD_Response *resp, int complete)
 {
     MHD_add_response_header(resp, "X-Request-Id", r->id);
     gw_guard_add_headers(r->srv->guard, &r->sec, resp);
+    if (complete)
+        gw_guard_release_key(&r->sec);
 }
 
 static enum MHD_Result queue_body(gw_req_t *r, struct MHD_Connection *c, int status,
@@ -381,7 +388,7 @@ static enum MHD_Result queue_body(gw_req_t *r, struct MHD_Connection *c, int sta
 
     resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", ctype);
-    add_common_headers(r, resp);
+    add_common_headers(r, resp, 1);
     r->status = status;
     rc = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -407,7 +414,7 @@ static enum MHD_Result queue_error(gw_req_t *r, struct MHD_Connection *c, gw_err
     body = error_body(msg, gw_err_type(e), param, gw_err_code(e));
     resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", "application/json");
-    add_common_headers(r, resp);
+    add_common_headers(r, resp, 1);
     if (e == GW_EAUTH)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"llama-gateway\"");
     if (e == GW_ERATELIMIT)
@@ -1286,7 +1293,7 @@ static enum MHD_Result respond_decided(gw_req_t *r, struct MHD_Connection *c)
                 MHD_add_response_header(resp, "X-Accel-Buffering", "no");
         }
     }
-    add_common_headers(r, resp);
+    add_common_headers(r, resp, px->mode == M_BUFFER);
     r->status = px->status;
     rc = MHD_queue_response(c, (unsigned)px->status, resp);
     MHD_destroy_response(resp);
@@ -1392,7 +1399,7 @@ static enum MHD_Result commit_stream(gw_req_t *r, struct MHD_Connection *c, gw_p
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    add_common_headers(r, resp, 0);
     r->status = 200;
     rc = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp);
