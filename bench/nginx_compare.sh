@@ -37,7 +37,7 @@ http {
 }
 NGX
 nginx -c "$T/nginx.conf" || exit 1
-printf '{"listen":{"host":"127.0.0.1","port":%s,"threads":2},"log":{"level":"warn"},"limits":{"max_connections":20000},"models":{"bench":{"upstream":"http://127.0.0.1:%s"}}}' \
+printf '{"listen":{"host":"127.0.0.1","port":%s,"threads":2},"log":{"level":"warn"},"limits":{"max_connections":20000,"max_connections_per_ip":0},"models":{"bench":{"upstream":"http://127.0.0.1:%s"}}}' \
     "$GW_PORT" "$BE_PORT" >"$T/gw.json"
 "$B/gateway/llama-gateway" --config "$T/gw.json" >"$T/gw.out" 2>"$T/gw.err" & PIDS+=($!)
 ulimit -n 65536 2>/dev/null
