@@ -2090,7 +2090,6 @@ gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t 
 {
     gw_server_t *srv = gw_xcalloc(1, sizeof(*srv));
     struct sockaddr_storage ss;
-    socklen_t sl;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     const union MHD_DaemonInfo *di;
@@ -2117,12 +2116,10 @@ gw_err_t gw_server_start(const gw_conf_t *conf, gw_registry_t *reg, gw_server_t 
                            conf->listen_host, grc ? gai_strerror(grc) : "no address");
         }
         memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-        sl = ai->ai_addrlen;
         if (ai->ai_family == AF_INET6)
             flags |= MHD_USE_IPv6;
         freeaddrinfo(ai);
     }
-    (void)sl;
     srv->conf = conf;
     srv->reg = reg;
     srv->started = time(NULL);
