@@ -21,6 +21,8 @@
  *
  * A proxy is reference counted: the request context, the MHD response (stream modes)
  * and the upstream side (until on_release) each hold one.
+ *
+ * Shared types live in http/internal.h; the token-ID prelude is in http/tokpath.c.
  */
 #include "http/server.h"
 
@@ -56,64 +58,9 @@
 #include "upstream/fetch.h"
 #include "upstream/tokcache.h"
 
-#define GW_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-
-#define GW_MAX_SSE_EVENT (8u * 1024 * 1024)
-#define GW_MAX_HEADERS_BYTES (64u * 1024)
-/* The block MHD allocates per callback response. With chunked encoding the reader fills
- * the connection's own write buffer, so this is only used for HTTP/1.0 clients; a large
- * one cost 16 KiB per stream for nothing. */
-#define GW_STREAM_BLOCK (2u * 1024)
-/* Per-connection MHD pool: request line, headers, the body being read and one chunk of
- * the response being written. 8 KiB holds an SDK's or curl's header block many times
- * over (a larger one gets 431, like nginx's default 8k header buffers) and keeps 1,000
- * streams at 8 MiB; it is most of the per-stream memory. */
-#define GW_CONN_MEMORY (8u * 1024)
-/* Upstream threads, each with its own curl multi; relays are spread round robin. The
- * token-ID path runs on the first, which owns the tokenizer cache. */
-#define GW_MAX_UPSTREAM_THREADS 16
-/* curl's receive buffer per transfer: SSE events are small; bodies just take more reads. */
-#define GW_CURL_BUFFER (8L * 1024)
-
-struct gw_server {
-    const gw_conf_t *conf;
-    gw_registry_t *reg;
-    struct MHD_Daemon *mhd;
-    gw_upstream_t *up;             /* ups[0]: also runs the tokenizer cache */
-    gw_upstream_t *ups[GW_MAX_UPSTREAM_THREADS];
-    unsigned n_up;
-    atomic_uint next_up;           /* round robin over ups for plain relays */
-    gw_tokcache_t *tokcache;       /* ups[0]'s thread only */
-    gw_upstream_cmd_t free_cmd;
-    gw_guard_t *guard;             /* keys, CORS, TLS, limits, request deadlines */
-    uint16_t port;
-    time_t started;
-    atomic_int stopping;
-    atomic_ulong last_trim_ms;
-    pthread_mutex_t mu;            /* guards the proxy and admin lists */
-    struct gw_proxy *proxies;      /* every live proxy, for shutdown */
-    struct gw_admin *admins;       /* admin load/unload requests waiting, for shutdown */
-};
+#include "http/internal.h"
 
 /* ================================================================ routes ===== */
-
-typedef enum route_kind {
-    R_NONE = 0,
-    R_HEALTH,
-    R_MODELS,
-    R_MODEL_ONE, /* GET /v1/models/{id} */
-    R_OAI,       /* model-routed OpenAI JSON endpoint */
-    R_UPSTREAM,  /* /upstream/{model}/{path}: raw pass-through */
-    R_ADMIN,     /* POST /admin/models/{id}/load|unload */
-} route_kind_t;
-
-typedef struct route {
-    const char *path;
-    const char *methods; /* space-separated; NULL = any */
-    route_kind_t kind;
-    int oai_kind;        /* gw_oai_kind_t for R_OAI */
-    int prefix;          /* match path as a prefix */
-} route_t;
 
 static const route_t routes[] = {
     {"/health", "GET HEAD", R_HEALTH, 0, 0},
@@ -171,104 +118,6 @@ static const route_t *route_find(const char *path, size_t len, const char *metho
 }
 
 /* ================================================================ contexts === */
-
-typedef enum proxy_mode { M_NONE = 0, M_SSE, M_RAW, M_BUFFER } proxy_mode_t;
-
-typedef struct gw_proxy {
-    gw_xfer_t x;                /* the upstream transfer; container_of gives the proxy */
-    gw_server_t *srv;
-    gw_upstream_t *up;          /* the upstream thread that owns x */
-    pthread_mutex_t mu;
-    atomic_int refs;
-    struct gw_proxy *prev, *next; /* srv->proxies */
-
-    /* shared, under mu */
-    struct MHD_Connection *conn; /* NULL once MHD is done with the request */
-    int suspended;
-    int client_gone;
-    int shutdown;
-    int decided;                 /* the upstream outcome is known: status/mode/fail */
-    int up_done;
-    int paused, unpause_posted;
-    gw_buf_t out;                /* stream modes: bytes for the client; buffer: the body */
-
-    /* written by the upstream thread before `decided`, read by MHD after */
-    proxy_mode_t mode;
-    int status;
-    gw_buf_t hdrs;               /* forwarded response headers: "name\0value\0"... */
-    int hdr_is_sse;
-    gw_err_t fail;               /* gateway-made error instead of a backend answer */
-    char fail_msg[320];
-    char fail_param[128];
-
-    /* upstream thread only */
-    CURLcode up_rc;
-    int headers_done;
-    gw_sse_t sse;
-    gw_buf_t stage;
-    int saw_done, saw_error_event;
-    int ever_paused;
-    int connected;               /* curl's prereq callback ran */
-
-    /* token-ID path (upstream thread only, after creation) */
-    json_t *tok_root;            /* the client's parsed body */
-    gw_tok_req_t tok_req;
-    int tok_mode;
-    gw_tok_resp_t *tok;          /* response processor, once the prelude is done */
-    gw_vocab_t *tok_vocab;
-    gw_fetch_t *tok_fetch;       /* prelude request in flight */
-    gw_tokcache_waiter_t tok_waiter;
-    gw_upstream_cmd_t tok_cmd;
-    int64_t *tok_prompt;
-    size_t tok_n_prompt;
-    int tok_have_prompt;
-    int tok_stopped;             /* the processor ended the stream at a stop token */
-    size_t tok_cls_i;            /* next stop ID to classify */
-    char *tok_body;              /* the rewritten upstream body */
-    uint64_t idle_ms;
-
-    /* immutable after creation */
-    route_kind_t route;
-    int rewrite_model;
-    char *model_name;            /* the name the client asked for */
-    size_t model_len;
-    gw_model_t *model;
-    struct curl_slist *req_headers;
-    char *body;
-    size_t body_len;
-    char errbuf[CURL_ERROR_SIZE];
-
-    /* A spawned model's backend may have to be started first (backend/supervisor.h).
-     * leased and committed are written under mu before the transfer starts; url_tail is
-     * immutable. */
-    gw_sup_wait_t wait;          /* queued while the model starts */
-    int leased;                  /* holds a lease: released with the transfer */
-    int committed;               /* a waiting stream got 200 + SSE before the backend answered */
-    char *url_tail;              /* path and query after the backend's base URL */
-} gw_proxy_t;
-
-typedef enum req_phase { PH_NEW = 0, PH_BODY, PH_WAIT, PH_DONE } req_phase_t;
-
-typedef struct gw_req {
-    gw_server_t *srv;
-    char *uri;                   /* raw request target, as received */
-    size_t path_len;             /* bytes of uri before '?' */
-    const route_t *route;
-    const route_t *wrong_method;
-    req_phase_t phase;
-    gw_buf_t body;
-    int too_big;
-    int discard;                 /* body not needed (error already decided) */
-    gw_proxy_t *px;
-    struct gw_admin *admin;      /* a waiting /admin/models/... request */
-    int stream;                  /* the body asked for "stream": true */
-    uint64_t t_start_us;
-    int status;                  /* for the access log */
-    char method[16];
-    char model[96];
-    char id[40];
-    gw_guard_req_t sec;          /* admission: key, CORS, early errors (guard.h) */
-} gw_req_t;
 
 /* ================================================================ helpers ==== */
 
@@ -510,7 +359,7 @@ static void set_fail(gw_proxy_t *px, gw_err_t e, const char *fmt, ...)
 /* --- upstream thread ------------------------------------------------------- */
 
 /* Ends a request that never reached the backend with a gateway error. */
-static void fail_early(gw_proxy_t *px, gw_err_t e, const char *param, const char *msg)
+void gw__proxy_fail_early(gw_proxy_t *px, gw_err_t e, const char *param, const char *msg)
 {
     set_fail(px, e, "%s", msg);
     snprintf(px->fail_param, sizeof(px->fail_param), "%s", param ? param : "");
@@ -950,242 +799,6 @@ static const gw_xfer_ops_t proxy_ops = {
 };
 
 
-/* --- token-ID prelude (upstream thread) ------------------------------------- */
-
-static void tok_begin_main(gw_proxy_t *px)
-{
-    int gone;
-
-    pthread_mutex_lock(&px->mu);
-    gone = px->client_gone || px->shutdown;
-    pthread_mutex_unlock(&px->mu);
-    if (gone)
-        return; /* the cancel that follows releases everything */
-    px->tok = gw_tok_resp_new(&px->tok_req, px->tok_vocab, px->tok_have_prompt ? px->tok_prompt
-                                                                                : NULL,
-                              px->tok_n_prompt, px->model_name, px->model_len);
-    gw_upstream_add(px->up, &px->x);
-}
-
-static int parse_token_list(const char *body, size_t len, int64_t **out, size_t *n)
-{
-    json_t *root = json_loadb(body, len, 0, NULL), *toks = json_object_get(root, "tokens"), *t;
-    size_t i;
-
-    if (!json_is_array(toks)) {
-        json_decref(root);
-        return -1;
-    }
-    *n = json_array_size(toks);
-    *out = gw_xcalloc(*n + 1, sizeof(int64_t));
-    json_array_foreach(toks, i, t)
-    {
-        if (json_is_object(t))
-            t = json_object_get(t, "id");
-        (*out)[i] = json_integer_value(t);
-    }
-    json_decref(root);
-    return 0;
-}
-
-static void on_prompt_tokens(gw_fetch_t *f, void *data)
-{
-    gw_proxy_t *px = data;
-
-    px->tok_fetch = NULL;
-    if (f->rc == CURLE_OK && f->status == 200 &&
-        parse_token_list(f->body.ptr, f->body.len, &px->tok_prompt, &px->tok_n_prompt) == 0)
-        px->tok_have_prompt = 1;
-    else
-        GW_LOG(GW_LOG_WARN, "prompt_token_ids unavailable for model %s (HTTP %ld)",
-               px->model->conf->name, f->status);
-    gw_fetch_free(f);
-    tok_begin_main(px);
-}
-
-static void tokenize_prompt(gw_proxy_t *px, json_t *content)
-{
-    json_t *req = json_pack("{s:O, s:b, s:b}", "content", content, "add_special", 1,
-                            "parse_special", 1);
-    char *s = json_dumps(req, JSON_COMPACT);
-
-    px->tok_fetch = gw_fetch_start(px->up, px->model->upstream, "/tokenize", s,
-                                   strlen(s), px->model->conf->api_key,
-                                   (long)px->srv->conf->first_byte_timeout_ms,
-                                   px->srv->conf->max_response_bytes, on_prompt_tokens, px);
-    free(s);
-    json_decref(req);
-}
-
-static void on_template(gw_fetch_t *f, void *data)
-{
-    gw_proxy_t *px = data;
-    json_t *root = NULL, *prompt;
-
-    px->tok_fetch = NULL;
-    if (f->rc == CURLE_OK && f->status == 200)
-        root = json_loadb(f->body.ptr, f->body.len, 0, NULL);
-    prompt = json_object_get(root, "prompt");
-    gw_fetch_free(f);
-    if (json_is_string(prompt)) {
-        tokenize_prompt(px, prompt);
-    } else {
-        GW_LOG(GW_LOG_WARN, "prompt_token_ids unavailable for model %s: /apply-template failed",
-               px->model->conf->name);
-        tok_begin_main(px);
-    }
-    json_decref(root);
-}
-
-static void tok_after_classify(gw_proxy_t *px)
-{
-    gw_errbuf_t e;
-    gw_buf_t body;
-    json_t *prompt;
-    size_t i;
-
-    /* the listed stop tokens that llama-server renders as "" */
-    px->tok_req.special_ids = gw_xcalloc(px->tok_req.n_stop_ids + 1, sizeof(int64_t));
-    for (i = 0; i < px->tok_req.n_stop_ids; i++)
-        if (gw_tokcache_special(px->srv->tokcache, px->model, px->tok_req.stop_ids[i]) == 1)
-            px->tok_req.special_ids[px->tok_req.n_special_ids++] = px->tok_req.stop_ids[i];
-
-    gw_buf_init(&body, px->srv->conf->max_body_bytes * 2 + 65536);
-    if (gw_tok_req_body(px->tok_root, &px->tok_req, px->tok_vocab, &body, &e) != GW_OK) {
-        gw_buf_free(&body);
-        fail_early(px, GW_EPARAM, e.param, e.msg);
-        return;
-    }
-    px->tok_body = gw_buf_take(&body, &px->body_len);
-    curl_easy_setopt(px->x.easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)px->body_len);
-    curl_easy_setopt(px->x.easy, CURLOPT_POSTFIELDS, px->tok_body);
-
-    if (!px->tok_req.want_ids) {
-        tok_begin_main(px);
-        return;
-    }
-    if (px->tok_req.chat) {
-        /* the tokens the backend evaluates: its template applied, then tokenized as it
-         * tokenizes chat prompts (special tokens parsed, BOS as the model adds it) */
-        px->tok_fetch = gw_fetch_start(px->up, px->model->upstream, "/apply-template",
-                                       px->body, strlen(px->body), px->model->conf->api_key,
-                                       (long)px->srv->conf->first_byte_timeout_ms,
-                                       px->srv->conf->max_response_bytes, on_template, px);
-        return;
-    }
-    prompt = json_object_get(px->tok_root, "prompt");
-    if (json_is_string(prompt)) {
-        tokenize_prompt(px, prompt);
-        return;
-    }
-    if (json_is_array(prompt) && json_array_size(prompt) > 0 &&
-        json_is_integer(json_array_get(prompt, 0))) {
-        json_t *t;
-
-        px->tok_n_prompt = json_array_size(prompt);
-        px->tok_prompt = gw_xcalloc(px->tok_n_prompt + 1, sizeof(int64_t));
-        json_array_foreach(prompt, i, t) px->tok_prompt[i] = json_integer_value(t);
-        px->tok_have_prompt = 1;
-    }
-    tok_begin_main(px);
-}
-
-static void tok_classify_next(gw_proxy_t *px);
-
-/* A stop token is a control token when its text does not tokenize back to it without
- * special-token parsing (llama-server then renders it as "" in generated text). */
-static void on_classified(gw_fetch_t *f, void *data)
-{
-    gw_proxy_t *px = data;
-    int64_t id = px->tok_req.stop_ids[px->tok_cls_i], *toks = NULL;
-    size_t n = 0;
-    int special = 0;
-
-    px->tok_fetch = NULL;
-    if (f->rc == CURLE_OK && f->status == 200 &&
-        parse_token_list(f->body.ptr, f->body.len, &toks, &n) == 0)
-        special = !(n == 1 && toks[0] == id);
-    free(toks);
-    gw_fetch_free(f);
-    gw_tokcache_set_special(px->srv->tokcache, px->model, id, special);
-    px->tok_cls_i++;
-    tok_classify_next(px);
-}
-
-static void tok_classify_next(gw_proxy_t *px)
-{
-    while (px->tok_cls_i < px->tok_req.n_stop_ids) {
-        int64_t id = px->tok_req.stop_ids[px->tok_cls_i];
-        size_t len;
-        const char *p;
-        json_t *str, *req;
-        char *s;
-
-        if (gw_tokcache_special(px->srv->tokcache, px->model, id) >= 0 ||
-            (p = gw_vocab_piece(px->tok_vocab, id, &len)) == NULL) {
-            px->tok_cls_i++;
-            continue;
-        }
-        str = json_stringn(p, len);
-        if (str == NULL || len == 0) { /* raw bytes: a byte token, not a control token */
-            json_decref(str);
-            gw_tokcache_set_special(px->srv->tokcache, px->model, id, 0);
-            px->tok_cls_i++;
-            continue;
-        }
-        req = json_pack("{s:o, s:b, s:b}", "content", str, "add_special", 0, "parse_special", 0);
-        s = json_dumps(req, JSON_COMPACT);
-        json_decref(req);
-        px->tok_fetch = gw_fetch_start(px->up, px->model->upstream, "/tokenize", s,
-                                       strlen(s), px->model->conf->api_key,
-                                       (long)px->srv->conf->first_byte_timeout_ms, 1u << 20,
-                                       on_classified, px);
-        free(s);
-        return;
-    }
-    tok_after_classify(px);
-}
-
-static void on_tok_vocab(gw_tokcache_waiter_t *w, gw_vocab_t *v, const char *err, long status)
-{
-    gw_proxy_t *px = GW_CONTAINER_OF(w, gw_proxy_t, tok_waiter);
-    size_t i;
-
-    if (v == NULL) {
-        /* a backend that is still loading is "not ready" (503), as without token IDs */
-        if (status == 503) {
-            atomic_store(&px->model->state, GW_MODEL_LOADING);
-            fail_early(px, GW_EBUSY, NULL, "Loading model");
-        } else {
-            fail_early(px, GW_EUPSTREAM, NULL, err ? err : "tokenizer unavailable");
-        }
-        return;
-    }
-    gw_vocab_ref(v);
-    px->tok_vocab = v;
-    /* range-check first: an invalid ID must not reach the tokenizer */
-    for (i = 0; i < px->tok_req.n_stop_ids; i++) {
-        if ((uint64_t)px->tok_req.stop_ids[i] >= gw_vocab_size(v)) {
-            char msg[200];
-
-            snprintf(msg, sizeof(msg),
-                     "'stop_token_ids' contains %lld, outside the model's vocabulary [0, %zu)",
-                     (long long)px->tok_req.stop_ids[i], gw_vocab_size(v));
-            fail_early(px, GW_EPARAM, "stop_token_ids", msg);
-            return;
-        }
-    }
-    px->tok_cls_i = 0;
-    tok_classify_next(px);
-}
-
-static void tok_prelude(void *arg)
-{
-    gw_proxy_t *px = arg;
-
-    gw_tokcache_get(px->srv->tokcache, px->model, &px->tok_waiter);
-}
-
 /* --- MHD worker threads ---------------------------------------------------- */
 
 static ssize_t on_read_stream(void *cls, uint64_t pos, char *buf, size_t max)
@@ -1324,7 +937,7 @@ static void proxy_post(gw_proxy_t *px)
 {
     if (px->tok_mode) {
         px->x.started = 1;
-        gw_upstream_call(px->up, &px->tok_cmd, tok_prelude, px);
+        gw_upstream_call(px->up, &px->tok_cmd, gw__tok_prelude, px);
     } else {
         gw_upstream_start(px->up, &px->x);
     }
@@ -1443,7 +1056,7 @@ static enum MHD_Result start_proxy(gw_req_t *r, struct MHD_Connection *c, gw_mod
         px->tok_mode = 1;
         px->tok_root = tok_root;  /* steals */
         px->tok_req = *tok_req;   /* steals the stop_ids array */
-        px->tok_waiter.cb = on_tok_vocab;
+        px->tok_waiter.cb = gw__tok_on_vocab;
     }
 
     /* request headers: everything but hop-by-hop and the client's own key */
