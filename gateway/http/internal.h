@@ -183,7 +183,30 @@ typedef struct gw_req {
     gw_guard_req_t sec;          /* admission: key, CORS, early errors (guard.h) */
 } gw_req_t;
 
-/* server.c: ends a request that never reached the backend with a gateway error
+/* server.c: response helpers (MHD worker threads). */
+int gw__ieq(const char *a, const char *b);
+int gw__drop_request_header(const char *name);
+int gw__drop_response_header(const char *name);
+/* An OpenAI error body (malloc'd JSON text; the caller frees or hands it to MHD). */
+char *gw__error_body(const char *message, const char *type, const char *param, const char *code);
+void gw__add_common_headers(gw_req_t *r, struct MHD_Response *resp, int complete);
+enum MHD_Result gw__queue_error(gw_req_t *r, struct MHD_Connection *c, gw_err_t e,
+                                const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* relay.c: builds the relay for a request and starts it (suspends c). tok_root and
+ * tok_req (stolen) are set for the token-ID path. */
+enum MHD_Result gw__proxy_start(gw_req_t *r, struct MHD_Connection *c, gw_model_t *m,
+                                const char *path, size_t path_len, int rewrite_model,
+                                const char *method, json_t *tok_root, gw_tok_req_t *tok_req);
+/* relay.c: the handler's call after the upstream side resumed the connection. */
+enum MHD_Result gw__proxy_respond(gw_req_t *r, struct MHD_Connection *c);
+/* relay.c: drops one reference (request, response or upstream side). */
+void gw__proxy_unref(gw_proxy_t *px);
+/* relay.c: resumes the connection if the MHD side suspended it. Caller holds px->mu. */
+void gw__proxy_wake(gw_proxy_t *px);
+
+/* relay.c: ends a request that never reached the backend with a gateway error
  * (upstream thread). */
 void gw__proxy_fail_early(gw_proxy_t *px, gw_err_t e, const char *param, const char *msg);
 
