@@ -297,10 +297,14 @@ class GatewayTestCase(unittest.TestCase):
 
     def setUp(self):
         self._procs = []
+        # a cleanup, not tearDown: it also runs when a subclass's setUp fails after it
+        # started processes, so no fake-llama or gateway outlives its test
+        self.addCleanup(self._stop_procs)
 
-    def tearDown(self):
-        for p in reversed(self._procs):
-            rc = p.stop()
+    def _stop_procs(self):
+        # stop every process first, then judge the gateways' exits
+        stopped = [(p, p.stop()) for p in reversed(self._procs)]
+        for p, rc in stopped:
             if isinstance(p, Gateway):
                 err = p.stderr()
                 self.assertNotIn("ERROR: AddressSanitizer", err, err[-4000:])
