@@ -1209,40 +1209,19 @@ out:
 
 gw_err_t gw_conf_load_file(const char *path, gw_conf_t **out, gw_errbuf_t *err)
 {
-    gw_err_t rc = GW_EINTERNAL;
+    gw_err_t rc;
     gw_buf_t text;
-    char chunk[64 * 1024];
-    ssize_t n;
-    int fd;
+    int err_no;
 
     *out = NULL;
     gw_buf_init(&text, CONF_MAX_FILE);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        gw_errf(err, rc, NULL, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    for (;;) {
-        n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            gw_errf(err, rc, NULL, "%s: %s", path, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        if (gw_buf_add(&text, chunk, (size_t)n) != GW_OK) {
-            rc = gw_errf(err, GW_ETOOBIG, NULL, "%s: larger than %u MiB", path,
-                         CONF_MAX_FILE / (1024 * 1024));
-            goto out;
-        }
-    }
-    rc = gw_conf_load_text(text.ptr, text.len, out, err);
-
-out:
-    if (fd >= 0)
-        close(fd);
+    rc = gw_buf_read_file(&text, path, &err_no);
+    if (rc == GW_EINTERNAL)
+        gw_errf(err, rc, NULL, "%s: %s", path, strerror(err_no));
+    else if (rc == GW_ETOOBIG)
+        gw_errf(err, rc, NULL, "%s: larger than %u MiB", path, CONF_MAX_FILE / (1024 * 1024));
+    else
+        rc = gw_conf_load_text(text.ptr, text.len, out, err);
     gw_buf_free(&text);
     return rc;
 }

@@ -1,10 +1,13 @@
 /* buf.c - bounded growable buffer. Allocation failure of internal sizes aborts. */
 #include "core/buf.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 
@@ -128,6 +131,40 @@ gw_err_t gw_buf_add_json_str(gw_buf_t *b, const char *s, size_t n)
     if (gw_buf_add(b, s + start, n - start) != GW_OK || gw_buf_add(b, "\"", 1) != GW_OK)
         return rollback(b, len0);
     return GW_OK;
+}
+
+gw_err_t gw_buf_read_file(gw_buf_t *b, const char *path, int *err_no)
+{
+    char chunk[16384];
+    gw_err_t rc = GW_OK;
+    ssize_t n;
+    int fd;
+
+    *err_no = 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        *err_no = errno;
+        return GW_EINTERNAL;
+    }
+    for (;;) {
+        n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            *err_no = errno;
+            rc = GW_EINTERNAL;
+            break;
+        }
+        if (n == 0)
+            break;
+        if (gw_buf_add(b, chunk, (size_t)n) != GW_OK) {
+            rc = GW_ETOOBIG;
+            break;
+        }
+    }
+    close(fd);
+    explicit_bzero(chunk, sizeof(chunk));
+    return rc;
 }
 
 void gw_buf_consume(gw_buf_t *b, size_t n)

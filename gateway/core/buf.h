@@ -27,6 +27,10 @@ gw_err_t gw_buf_adds(gw_buf_t *b, const char *s);
 gw_err_t gw_buf_addf(gw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal, quotes included. */
 gw_err_t gw_buf_add_json_str(gw_buf_t *b, const char *s, size_t n);
+/* Appends the whole file at path. GW_OK; GW_ETOOBIG when it passes the ceiling;
+ * GW_EINTERNAL when it cannot be opened or read, with the errno in *err_no. The read
+ * buffer is wiped afterwards (files may hold secrets; wiping b is the caller's). */
+gw_err_t gw_buf_read_file(gw_buf_t *b, const char *path, int *err_no);
 /* Removes the first n bytes (n <= len). */
 void gw_buf_consume(gw_buf_t *b, size_t n);
 void gw_buf_reset(gw_buf_t *b);             /* len = 0, memory kept */

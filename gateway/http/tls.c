@@ -20,32 +20,19 @@ static gw_err_t read_pem(const char *what, const char *path, char **out, gw_errb
 {
     gw_err_t rc = GW_EINTERNAL;
     gw_buf_t b;
-    char chunk[16384];
-    ssize_t n;
-    int fd;
+    int err_no;
 
     *out = NULL;
     gw_buf_init(&b, GW_TLS_MAX_PEM);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        gw_errf(err, rc, NULL, "%s: %s: %s", what, path, strerror(errno));
+    switch (gw_buf_read_file(&b, path, &err_no)) {
+    case GW_OK:
+        break;
+    case GW_ETOOBIG:
+        gw_errf(err, rc, NULL, "%s: %s: larger than %u KiB", what, path, GW_TLS_MAX_PEM / 1024);
         goto out;
-    }
-    for (;;) {
-        n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            gw_errf(err, rc, NULL, "%s: %s: %s", what, path, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        if (gw_buf_add(&b, chunk, (size_t)n) != GW_OK) {
-            gw_errf(err, rc, NULL, "%s: %s: larger than %u KiB", what, path,
-                    GW_TLS_MAX_PEM / 1024);
-            goto out;
-        }
+    default:
+        gw_errf(err, rc, NULL, "%s: %s: %s", what, path, strerror(err_no));
+        goto out;
     }
     if (b.len == 0 || memchr(b.ptr, '\0', b.len) != NULL || strstr(b.ptr, "-----BEGIN ") == NULL) {
         gw_errf(err, rc, NULL, "%s: %s: not a PEM file", what, path);
@@ -54,9 +41,6 @@ static gw_err_t read_pem(const char *what, const char *path, char **out, gw_errb
     *out = gw_buf_take(&b, NULL);
     rc = GW_OK;
 out:
-    if (fd >= 0)
-        close(fd);
-    OPENSSL_cleanse(chunk, sizeof(chunk));
     if (b.ptr)
         OPENSSL_cleanse(b.ptr, b.len);
     gw_buf_free(&b);
