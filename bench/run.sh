@@ -63,6 +63,7 @@ for tool in jq curl cmake; do
 done
 
 BACKEND=$BUILD_DIR/bench/sse_backend
+FLOOR=$BUILD_DIR/bench/floor_proxy
 LOADGEN=$BUILD_DIR/bench/loadgen
 GATEWAY=$BUILD_DIR/gateway/llama-gateway
 TMP=$(mktemp -d /tmp/gwbench.XXXXXX)
@@ -70,6 +71,9 @@ RAW=$TMP/runs.jsonl
 : >"$RAW"
 BE_PID=""
 GW_PID=""
+FLOOR_PIDS=()
+FLOOR_PORT=""   # floor_proxy: one-thread parse-nothing relay
+HANDOFF_PORT="" # floor_proxy --handoff: the same with the architecture's two thread hand-offs
 BG_PIDS=()
 T_START=$(date +%s)
 
@@ -92,6 +96,7 @@ cleanup() {
     local p
     for p in "${BG_PIDS[@]}"; do stop_pid "$p"; done
     stop_pid "$GW_PID"
+    for p in "${FLOOR_PIDS[@]}"; do stop_pid "$p"; done
     stop_pid "$BE_PID"
     if [[ $KEEP == 1 ]]; then
         echo "run.sh: kept $TMP" >&2
@@ -122,6 +127,8 @@ def r3: if . == null then null else (. * 1000 | round) / 1000 end;
     | ($runs | map(select(.phase == $p))) as $rs
     | ($rs | map(select(.target == "direct"))) as $d
     | ($rs | map(select(.target == "gateway"))) as $g
+    | ($rs | map(select(.target == "floor"))) as $f
+    | ($rs | map(select(.target == "handoff"))) as $h
     | # paired differences by repeat number
       ([ $d[] as $x | $g[] | select(.rep == $x.rep) | .p50_us - $x.p50_us ] | median) as $dp50
     | {phase: $p, mode: $rs[0].mode,
@@ -138,23 +145,36 @@ def r3: if . == null then null else (. * 1000 | round) / 1000 end;
                  backend_new_conns: ($g | map(.backend_new_conns) | median),
                  ok: ($g | map(.ok) | add), streams: ($g | map(.streams) | add)},
        added_p50_us: $dp50,
+       # the reference relays (bench/floor_proxy.c), requests/s phases only
+       floor: (if ($f | length) == 0 then null else
+           {rps: ($f | map(.rps) | median | r1), p50_us: ($f | map(.p50_us) | median),
+            ratio: (($f | map(.rps) | median) / ($d | map(.rps) | median) | r3),
+            added_p50_us: ([ $d[] as $x | $f[] | select(.rep == $x.rep) | .p50_us - $x.p50_us ] | median)} end),
+       handoff: (if ($h | length) == 0 then null else
+           {rps: ($h | map(.rps) | median | r1), p50_us: ($h | map(.p50_us) | median),
+            ratio: (($h | map(.rps) | median) / ($d | map(.rps) | median) | r3),
+            added_p50_us: ([ $d[] as $x | $h[] | select(.rep == $x.rep) | .p50_us - $x.p50_us ] | median)} end),
        # CPU% (of one CPU) used on the machine by anything but client, backend and gateway
-       other_load_pct: ($rs | map(select(.other_cpu_s != null and .wall_s > 0)
+       other_load_pct: (($d + $g) | map(select(.other_cpu_s != null and .wall_s > 0)
                               | .other_cpu_s / .wall_s * 100) | median | r1),
-       client_cpu_pct: ($rs | map(select(.client_cpu_s != null and .wall_s > 0)
+       client_cpu_pct: (($d + $g) | map(select(.client_cpu_s != null and .wall_s > 0)
                               | .client_cpu_s / .wall_s * 100) | median | r1),
        rps_ratio: (if $rs[0].mode == "rps" and ($d | length) > 0 and ($g | length) > 0
                    then (($g | map(.rps) | median) / ($d | map(.rps) | median)) | r3 else null end)}
   ] as $summary
 | ($summary | map({key: .phase, value: .}) | from_entries) as $S
 | def check(name; target; value; unit; pass):
-      {name: name, target: target, value: value, unit: unit,
+      {name: name, target: target, value: value, unit: unit, note: null,
        result: (if $meta.gateway_ran | not then "SKIP" elif value == null then "FAIL"
                 elif pass then "PASS" else "FAIL" end)};
-  [ check("added p50 latency, 1 connection (gateway - direct, paired median)"; "<= 30 us";
-          $S.rps_c1.added_p50_us; "us"; $S.rps_c1.added_p50_us <= 30),
-    check("throughput at 64 connections (gateway / direct, medians)"; ">= 0.6x";
-          $S.rps_c64.rps_ratio; "x"; $S.rps_c64.rps_ratio >= 0.6),
+  [ (check("added p50 latency, 1 connection (gateway - direct, paired median)"; "<= 30 us";
+          $S.rps_c1.added_p50_us; "us"; $S.rps_c1.added_p50_us <= 30)
+       + {note: (if $S.rps_c1.floor == null then null else
+           "same run: parse-nothing relay \($S.rps_c1.floor.added_p50_us) us, the same with the architecture's two thread hand-offs \($S.rps_c1.handoff.added_p50_us // "-") us" end)}),
+    (check("throughput at 64 connections (gateway / direct, medians)"; ">= 0.6x";
+          $S.rps_c64.rps_ratio; "x"; $S.rps_c64.rps_ratio >= 0.6)
+       + {note: (if $S.rps_c64.floor == null then null else
+           "same run: parse-nothing relay \($S.rps_c64.floor.ratio)x, with the thread hand-offs \($S.rps_c64.handoff.ratio // "-")x" end)}),
     check("added per-event p50 at 64 streams (gateway - direct, paired median)"; "<= 300 us";
           $S.sse_s64.added_p50_us; "us"; $S.sse_s64.added_p50_us <= 300),
     check("1000 concurrent streams through the gateway, all events + [DONE]"; "0 errors";
@@ -201,6 +221,13 @@ def f2: (. * 100 | round) as $x | "\($x / 100 | floor).\($x % 100 | if . < 10 th
   (.summary | map(select(.mode == "rps")) | sort_by(.conc)[] |
    "  \(.conc | pad(5)) | \(.direct.rps | v | pad(10)) \(.direct.p50_us | v | pad(7)) \(.direct.p99_us | v | pad(6)) | \(.gateway.rps | v | pad(11)) \(.gateway.p50_us | v | pad(7)) \(.gateway.p99_us | v | pad(6)) | \(.rps_ratio | v | pad(5)) | \(.added_p50_us | v | pad(11)) | \(.gateway.cpu_us_per_item | v | pad(13)) | \("\(.direct.errors | v)/\(.gateway.errors | v)" | pad(10)) | \(.other_load_pct | v | pad(12))"),
   "",
+  "reference relays, same phases (bench/floor_proxy.c: TCP relays that parse nothing, the floor for any proxy here)",
+  "  conns | floor rps   p50us | ratio | added p50us | handoff rps   p50us | ratio | added p50us",
+  (.summary | map(select(.mode == "rps" and .floor != null)) | sort_by(.conc)[] |
+   "  \(.conc | pad(5)) | \(.floor.rps | v | pad(9)) \(.floor.p50_us | v | pad(7)) | \(.floor.ratio | v | pad(5)) | \(.floor.added_p50_us | v | pad(11)) | \(.handoff.rps // null | v | pad(11)) \(.handoff.p50_us // null | v | pad(7)) | \(.handoff.ratio // null | v | pad(5)) | \(.handoff.added_p50_us // null | v | pad(11))"),
+  "  floor: one thread, one read() and one write() per readiness, one backend connection per client connection",
+  "  handoff: the same bytes cross two threads each way (client side -> backend side -> client side), as in the gateway",
+  "",
   "SSE per-event delay (backend write -> client read), \($m.shape.sse_events) events \($m.shape.sse_interval_ms) ms apart per stream",
   "  streams | direct p50us  p99us | gateway p50us  p99us | added p50us | gw CPU us/event | gw CPU s | errors d/g | other load %",
   (.summary | map(select(.mode == "sse" and (.phase | test("^sse_s[0-9]+$")))) | sort_by(.conc)[] |
@@ -213,7 +240,7 @@ def f2: (. * 100 | round) as $x | "\($x / 100 | floor).\($x % 100 | if . < 10 th
   ([.runs[] | select(.phase | startswith("silent"))] | map("  \(.phase): \(.ok // 0)/\(.streams // "?") streams ok, ttfb p50 \(.ttfb_p50_us // "-") us")[]),
   "",
   "verdicts",
-  (.checks[] | "  \(.result | lpad(4))  \(.name): \(if .unit == "%" and .value != null then (.value | f2) else .value | v end)\(if .unit == "" or .unit == "x" then .unit else " " + .unit end) (target \(.target))")
+  (.checks[] | "  \(.result | lpad(4))  \(.name): \(if .unit == "%" and .value != null then (.value | f2) else .value | v end)\(if .unit == "" or .unit == "x" then .unit else " " + .unit end) (target \(.target))\(if .note then "\n        \(.note)" else "" end)")
 JQ
 # Diagnostics: what the client saw first in every run with errors, and what the gateway logged
 # other than its 200 access lines.
@@ -263,7 +290,7 @@ if [[ $DO_BUILD == 1 ]]; then
         echo "run.sh: cmake configure failed" >&2
         exit 1
     fi
-    if ! cmake --build "$BUILD_DIR" --target sse_backend loadgen -j2 >"$TMP/build.log" 2>&1; then
+    if ! cmake --build "$BUILD_DIR" --target sse_backend loadgen floor_proxy -j2 >"$TMP/build.log" 2>&1; then
         tail -30 "$TMP/build.log" >&2
         echo "run.sh: building the bench tools failed" >&2
         exit 1
@@ -302,6 +329,26 @@ done
 BE_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/backend.out")
 [[ -n $BE_PORT ]] && wait_health "$BE_PORT" 5 || { echo "run.sh: sse_backend did not start" >&2; cat "$TMP/backend.err" >&2; exit 1; }
 log "sse_backend pid $BE_PID on 127.0.0.1:$BE_PORT"
+
+# The reference relays for the requests/s phases (bench/floor_proxy.c): what any proxy can
+# reach on this machine in front of this backend, measured in the same run.
+if [[ -x $FLOOR ]]; then
+    for kind in floor handoff; do
+        port=$("$LOADGEN" port)
+        if [[ $kind == floor ]]; then
+            "$FLOOR" --port "$port" --upstream-port "$BE_PORT" >/dev/null 2>&1 &
+        else
+            "$FLOOR" --port "$port" --upstream-port "$BE_PORT" --handoff >/dev/null 2>&1 &
+        fi
+        FLOOR_PIDS+=($!)
+        if wait_health "$port" 5; then
+            [[ $kind == floor ]] && FLOOR_PORT=$port || HANDOFF_PORT=$port
+        else
+            log "floor_proxy ($kind) did not start: its rows stay empty"
+        fi
+    done
+    log "reference relays: floor on ${FLOOR_PORT:--}, handoff on ${HANDOFF_PORT:--}"
+fi
 
 HAVE_GW=0    # the gateway is up: run its phases
 GW_STARTED=0 # it came up at all (a crash later makes the verdicts FAIL, not SKIP)
@@ -379,6 +426,8 @@ run_lg() { # phase target rep loadgen-args...
     shift 3
     port=$BE_PORT
     [[ $target == gateway ]] && port=$GW_PORT
+    [[ $target == floor ]] && port=$FLOOR_PORT
+    [[ $target == handoff ]] && port=$HANDOFF_PORT
     limit=120
     if [[ $target == gateway ]]; then
         c0=$(gw_cpu_ns); k0=$(gw_ticks); a0=$(be_accepted)
@@ -419,17 +468,23 @@ run_lg() { # phase target rep loadgen-args...
     fi
 }
 
-# Runs one phase shape against both targets, $REPEATS times, in ABBA order.
+# Runs one phase shape against both targets, $REPEATS times, in ABBA order. With
+# WITH_FLOORS=1 the reference relays run too: direct gateway floor handoff, then reversed.
 both() { # phase loadgen-args...
-    local phase=$1 r
+    local phase=$1 r t targets=(direct)
     shift
+    [[ $HAVE_GW == 1 ]] && targets+=(gateway)
+    if [[ ${WITH_FLOORS:-0} == 1 ]]; then
+        [[ -n $FLOOR_PORT ]] && targets+=(floor)
+        [[ -n $HANDOFF_PORT ]] && targets+=(handoff)
+    fi
     for r in $(seq 1 "$REPEATS"); do
         if ((r % 2 == 1)); then
-            run_lg "$phase" direct "$r" "$@"
-            [[ $HAVE_GW == 1 ]] && run_lg "$phase" gateway "$r" "$@"
+            for t in "${targets[@]}"; do run_lg "$phase" "$t" "$r" "$@"; done
         else
-            [[ $HAVE_GW == 1 ]] && run_lg "$phase" gateway "$r" "$@"
-            run_lg "$phase" direct "$r" "$@"
+            for ((t = ${#targets[@]} - 1; t >= 0; t--)); do
+                run_lg "$phase" "${targets[t]}" "$r" "$@"
+            done
         fi
     done
 }
@@ -439,8 +494,10 @@ both() { # phase loadgen-args...
 # ------------------------------------------------------------------------------------------
 log "phase 1: small non-streaming requests, ${RPS_MS} ms x $REPEATS per target"
 for c in "${RPS_CONNS[@]}"; do
-    both "rps_c$c" rps --conns "$c" --duration-ms "$RPS_MS" --warmup-ms "$RPS_WARMUP_MS"
+    WITH_FLOORS=1 both "rps_c$c" rps --conns "$c" --duration-ms "$RPS_MS" --warmup-ms "$RPS_WARMUP_MS"
 done
+for p in "${FLOOR_PIDS[@]}"; do stop_pid "$p"; done # not needed past phase 1
+FLOOR_PIDS=()
 
 log "phase 2: per-event relay delay, $SSE_EVENTS events ${SSE_INTERVAL_MS} ms apart"
 HWM_512_KB=""
