@@ -25,7 +25,9 @@ static void usage(FILE *f)
             "       llama-gateway keygen NAME\n"
             "       llama-gateway --version | --help\n"
             "\n"
-            "  --config FILE    JSON configuration (default: config/default.json)\n"
+            "  --config FILE    JSON configuration (default: the embedded copy of\n"
+            "                   config/default.json, built into this binary)\n"
+            "  --print-default-config  print the embedded default configuration and exit\n"
             "  --check-config   validate the configuration and exit (0 valid, 1 invalid)\n"
             "  --port N         override listen.port\n"
             "  keygen NAME      print a new API key and its auth.keys entry\n");
@@ -41,9 +43,13 @@ static void raise_nofile(void)
     }
 }
 
+/* default_config.c, generated from config/default.json at build time */
+extern const unsigned char gw_default_config[];
+extern const size_t gw_default_config_len;
+
 int main(int argc, char **argv)
 {
-    const char *path = "config/default.json";
+    const char *path = NULL; /* NULL: the embedded default */
     int check_only = 0, i, sig, rc = 1;
     long port_override = -1;
     gw_conf_t *conf = NULL;
@@ -63,6 +69,9 @@ int main(int argc, char **argv)
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             path = argv[++i];
+        } else if (strcmp(argv[i], "--print-default-config") == 0) {
+            fwrite(gw_default_config, 1, gw_default_config_len, stdout);
+            return 0;
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = 1;
         } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
@@ -86,12 +95,16 @@ int main(int argc, char **argv)
     }
 
     memset(&err, 0, sizeof(err));
-    if (gw_conf_load_file(path, &conf, &err) != GW_OK) {
-        fprintf(stderr, "llama-gateway: invalid configuration %s: %s\n", path, err.msg);
+    if ((path ? gw_conf_load_file(path, &conf, &err)
+              : gw_conf_load_text((const char *)gw_default_config, gw_default_config_len, &conf,
+                                   &err)) != GW_OK) {
+        fprintf(stderr, "llama-gateway: invalid configuration %s: %s\n",
+                path ? path : "(embedded default)", err.msg);
         return 1;
     }
     if (check_only) {
-        printf("%s: configuration OK (%zu model%s)\n", path, conf->n_models,
+        printf("%s: configuration OK (%zu model%s)\n", path ? path : "(embedded default)",
+               conf->n_models,
                conf->n_models == 1 ? "" : "s");
         gw_conf_free(conf);
         return 0;

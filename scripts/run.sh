@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # run.sh - install what is missing, build, and run the demo: a stand-in llama-server
 # (fake-llama) on 127.0.0.1:8090 in the background and llama-gateway on 127.0.0.1:8000
-# in the foreground with config/default.json. Ctrl-C (or SIGTERM) stops both.
+# in the foreground on its embedded default (config/default.json, built into the binary).
+# Ctrl-C (or SIGTERM) stops both.
 #
 #   scripts/run.sh [gateway arguments...]     e.g. scripts/run.sh --port 8001
 #
-# Environment: GW_CONFIG (default config/default.json), BUILD_DIR (default build),
+# Environment: GW_CONFIG (a configuration file instead of the embedded default), BUILD_DIR (default build),
 # BACKEND_PORT (default 8090; must match the config's upstream).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-config=${GW_CONFIG:-config/default.json}
+config_args=()
+[[ -n ${GW_CONFIG:-} ]] && config_args=(--config "$GW_CONFIG")
 build=${BUILD_DIR:-build}
 backend_port=${BACKEND_PORT:-8090}
 
@@ -24,7 +26,7 @@ cmake --build "$build" -j"$(nproc)" --target llama-gateway fake-llama >/dev/null
 
 gateway="$build/gateway/llama-gateway"
 fake="$build/tests/fake_llama/fake-llama"
-"$gateway" --check-config --config "$config"
+"$gateway" --check-config "${config_args[@]}"
 
 backend_pid=
 gateway_pid=
@@ -61,7 +63,7 @@ if ! grep -q 'listening on' "$backend_log"; then
 fi
 echo "run.sh: demo backend (fake-llama, pid $backend_pid) on 127.0.0.1:$backend_port, log in $backend_log"
 
-"$gateway" --config "$config" "$@" &
+"$gateway" "${config_args[@]}" "$@" &
 gateway_pid=$!
 # wait returns early (status > 128) when a trapped signal arrives; keep waiting until the
 # gateway has really exited, and return its status.

@@ -53,12 +53,12 @@ def free_port():
 class Proc:
     """A child process whose stdout announces 'listening on 127.0.0.1:PORT'."""
 
-    def __init__(self, argv, name, env=None):
+    def __init__(self, argv, name, env=None, cwd=None):
         self.name = name
         self.log = tempfile.NamedTemporaryFile(prefix=name + "-", suffix=".log", delete=False)
         self.argv = argv
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log,
-                                  env=env, start_new_session=True)
+                                  env=env, cwd=cwd, start_new_session=True)
         self.port = None
         deadline = time.monotonic() + 15
         line = b""

@@ -10,7 +10,8 @@ import threading
 import time
 import unittest
 
-from harness import (Conn, GatewayTestCase, now_us, request, rss_kb, sse_events, wait_for)
+from harness import (GATEWAY_BIN, ROOT, Conn, GatewayTestCase, Proc, now_us, request, rss_kb,
+                     sse_events, wait_for)
 
 CHAT = "/v1/chat/completions"
 COMPL = "/v1/completions"
@@ -577,6 +578,30 @@ class Config(unittest.TestCase):
                         "--check-config")
         self.assertEqual(r.returncode, 1)
         self.assertIn("models.m.aliases[0]", r.stderr)
+
+    def test_embedded_default_config(self):
+        """Without --config the gateway runs config/default.json as built into the binary,
+        from any working directory."""
+        import subprocess
+        import tempfile
+
+        with open(os.path.join(ROOT, "config", "default.json"), "rb") as f:
+            default = f.read()
+        with tempfile.TemporaryDirectory() as cwd:
+            r = subprocess.run([GATEWAY_BIN, "--print-default-config"], cwd=cwd,
+                               capture_output=True, timeout=20)
+            self.assertEqual(r.returncode, 0)
+            self.assertEqual(r.stdout, default)
+            r = subprocess.run([GATEWAY_BIN, "--check-config"], cwd=cwd,
+                               capture_output=True, text=True, timeout=20)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, "(embedded default): configuration OK (1 model)\n")
+            gw = Proc([GATEWAY_BIN, "--port", "0"], "llama-gateway-default", cwd=cwd)
+            self.addCleanup(gw.stop)
+            st, _, body = request("127.0.0.1", gw.port, "GET", "/v1/models")
+            self.assertEqual(st, 200)
+            ids = [m["id"] for m in json.loads(body)["data"]]
+            self.assertEqual(ids, ["demo", "gpt-4o-mini", "gpt-4o", "gpt-3.5-turbo"])
 
 
 if __name__ == "__main__":
