@@ -590,6 +590,10 @@ static size_t arg_size(const char *name, const char *val)
 int main(int argc, char **argv)
 {
     opts_t o = {200000, 32000, 500, 5, 0, 0x9E3779B97F4A7C15ull};
+    /* the request: what the relay holds for a chat stream with return_token_ids */
+    static const char req_body[] =
+        "{\"model\":\"pub\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello there\"}],"
+        "\"stream\":true,\"max_tokens\":500,\"return_token_ids\":true}";
     pieces_t pv;
     gw_buf_t vj, up;
     gw_vocab_t *v;
@@ -640,15 +644,11 @@ int main(int argc, char **argv)
         die(err.msg);
     gw_buf_free(&vj);
 
-    /* the request: what the relay holds for a chat stream with return_token_ids */
-    root = json_loads("{\"model\":\"pub\",\"messages\":[{\"role\":\"user\",\"content\":"
-                      "\"Hello there\"}],\"stream\":true,\"max_tokens\":500,"
-                      "\"return_token_ids\":true}",
-                      0, NULL);
+    root = json_loads(req_body, 0, NULL);
     if (root == NULL || gw_tok_req_detect(root, 1, 64, &tr, &err) != 1)
         die("request detection failed");
     gw_buf_init(&up, BIG);
-    if (gw_tok_req_body(root, &tr, v, &up, &err) != GW_OK)
+    if (gw_tok_req_body(root, req_body, strlen(req_body), &tr, v, &up, &err) != GW_OK)
         die(err.msg);
     gw_buf_free(&up);
 

@@ -40,6 +40,28 @@ void gw_jedit_remove_member(gw_jedit_t *e, const char *src, size_t len, size_t o
 /* Appends `"key":raw` as the last member of the object spanning [obj_off, obj_off+obj_len). */
 void gw_jedit_append_member(gw_jedit_t *e, const char *src, size_t obj_off, size_t obj_len,
                             const char *key, const char *raw, size_t raw_len);
+/* One entry of gw_jedit_object's table. */
+typedef struct gw_jmember_set {
+    const char *key;  /* the member's name; written as is when appended (no escaping) */
+    const char *raw;  /* its new value as serialized JSON (copied), or NULL to remove it */
+    size_t raw_len;
+} gw_jmember_set_t;
+
+/*
+ * Rewrites the members named in set (n_set entries, distinct keys) of the object at
+ * src[obj_off] (whitespace allowed), every other byte kept. Keys are compared decoded
+ * (gw_json_key_eq). For an entry with raw == NULL, every occurrence of key is removed.
+ * Otherwise the first occurrence keeps its key bytes and position and gets raw as its
+ * value, later occurrences are removed, and an absent key is appended as `"key":raw`
+ * after the last remaining member (or right after '{'), appended entries in table
+ * order. Commas are fixed up for removals anywhere (first, middle, last, all, runs):
+ * a removed run after a kept member takes the text from that member's value end to
+ * the run's end; a run at the start takes the text up to the next kept key.
+ * Returns 0, or -1 (no splice added) if src[obj_off] is not a well-formed object. The
+ * splices must not overlap others added to e, except inside a replaced value's source.
+ */
+int gw_jedit_object(gw_jedit_t *e, const char *src, size_t len, size_t obj_off,
+                    const gw_jmember_set_t *set, size_t n_set);
 /* Applies every splice to src and appends the result to out. A splice that lies wholly
  * inside a range an earlier splice replaced is dropped; deletions that overlap merge.
  * -1 if out's ceiling is hit or an insertion partly overlaps another splice. */

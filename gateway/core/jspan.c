@@ -3,8 +3,6 @@
 
 #include <string.h>
 
-#define GW_JSPAN_MAX_DEPTH 256
-
 static size_t ws(const char *p, size_t len, size_t i)
 {
     while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
@@ -137,6 +135,200 @@ int gw_json_member(const char *p, size_t len, size_t off, const char *key, gw_js
             return -1;
         i = ws(p, len, i + 1);
     }
+}
+
+int gw_json_object_next(const char *p, size_t len, size_t off, size_t *it, gw_jspan_t *m)
+{
+    size_t i, kend, vstart, vend;
+
+    if (*it == (size_t)-1)
+        return 0;
+    if (*it == 0) {
+        i = ws(p, len, off);
+        if (i >= len || p[i] != '{')
+            return -1;
+        i = ws(p, len, i + 1);
+        if (i < len && p[i] == '}') {
+            *it = (size_t)-1;
+            return 0;
+        }
+    } else {
+        /* *it: just after the previous member's value */
+        i = ws(p, len, *it);
+        if (i >= len)
+            return -1;
+        if (p[i] == '}') {
+            *it = (size_t)-1;
+            return 0;
+        }
+        if (p[i] != ',')
+            return -1;
+        i = ws(p, len, i + 1);
+    }
+    if (i >= len || p[i] != '"')
+        return -1;
+    kend = skip_string(p, len, i);
+    if (kend == (size_t)-1)
+        return -1;
+    vstart = ws(p, len, kend);
+    if (vstart >= len || p[vstart] != ':')
+        return -1;
+    vstart = ws(p, len, vstart + 1);
+    vend = gw_json_skip(p, len, vstart);
+    if (vend == (size_t)-1)
+        return -1;
+    m->mem_off = i;
+    m->val_off = vstart;
+    m->val_len = vend - vstart;
+    *it = vend;
+    return 1;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The code unit of the \uXXXX escape at p[i] (p[i] == '\\'), or -1. */
+static long hex4(const char *p, size_t end, size_t i)
+{
+    long v = 0;
+    size_t k;
+
+    if (i + 6 > end || p[i + 1] != 'u')
+        return -1;
+    for (k = 2; k < 6; k++) {
+        int h = hexval(p[i + k]);
+
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/* Decodes the escape at p[i] (p[i] == '\\', the string ends at end) into UTF-8 in b.
+ * Returns the bytes written (0 if malformed) and advances *i past the escape. */
+static size_t unescape(const char *p, size_t end, size_t *i, unsigned char b[4])
+{
+    long cp, lo;
+
+    if (*i + 1 >= end)
+        return 0;
+    switch (p[*i + 1]) {
+    case '"':
+    case '\\':
+    case '/':
+        b[0] = (unsigned char)p[*i + 1];
+        break;
+    case 'b':
+        b[0] = '\b';
+        break;
+    case 'f':
+        b[0] = '\f';
+        break;
+    case 'n':
+        b[0] = '\n';
+        break;
+    case 'r':
+        b[0] = '\r';
+        break;
+    case 't':
+        b[0] = '\t';
+        break;
+    case 'u':
+        cp = hex4(p, end, *i);
+        if (cp < 0)
+            return 0;
+        *i += 6;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            lo = hex4(p, end, *i);
+            if (lo < 0xDC00 || lo > 0xDFFF)
+                return 0; /* a lone high surrogate: jansson refuses it */
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            *i += 6;
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            return 0;
+        }
+        if (cp < 0x80) {
+            b[0] = (unsigned char)cp;
+            return 1;
+        }
+        if (cp < 0x800) {
+            b[0] = (unsigned char)(0xC0 | (cp >> 6));
+            b[1] = (unsigned char)(0x80 | (cp & 0x3F));
+            return 2;
+        }
+        if (cp < 0x10000) {
+            b[0] = (unsigned char)(0xE0 | (cp >> 12));
+            b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+            b[2] = (unsigned char)(0x80 | (cp & 0x3F));
+            return 3;
+        }
+        b[0] = (unsigned char)(0xF0 | (cp >> 18));
+        b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        b[3] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 4;
+    default:
+        return 0;
+    }
+    *i += 2;
+    return 1;
+}
+
+int gw_json_key_eq(const char *p, size_t len, const gw_jspan_t *m, const char *key)
+{
+    size_t i = m->mem_off, end, klen = strlen(key), k = 0;
+
+    if (i >= len || p[i] != '"' || (end = skip_string(p, len, i)) == (size_t)-1)
+        return 0;
+    end--; /* the closing quote */
+    i++;
+    /* the common case, no escapes: the raw bytes are the key */
+    if (memchr(p + i, '\\', end - i) == NULL)
+        return end - i == klen && memcmp(p + i, key, klen) == 0;
+    while (i < end) {
+        unsigned char b[4];
+        size_t n;
+
+        if (p[i] != '\\') {
+            b[0] = (unsigned char)p[i++];
+            n = 1;
+        } else if ((n = unescape(p, end, &i, b)) == 0) {
+            return 0;
+        }
+        if (k + n > klen || memcmp(key + k, b, n) != 0)
+            return 0;
+        k += n;
+    }
+    return k == klen;
+}
+
+int gw_json_member_last(const char *p, size_t len, size_t off, const char *key,
+                        gw_jspan_t *out)
+{
+    size_t it = 0;
+    gw_jspan_t m, last = {0, 0, 0};
+    int rc, found = 0;
+
+    while ((rc = gw_json_object_next(p, len, off, &it, &m)) == 1) {
+        if (gw_json_key_eq(p, len, &m, key)) {
+            last = m;
+            found = 1;
+        }
+    }
+    if (rc < 0)
+        return -1;
+    if (found)
+        *out = last;
+    return found;
 }
 
 int gw_json_array_next(const char *p, size_t len, size_t off, size_t *it, gw_jspan_t *el)

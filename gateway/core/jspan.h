@@ -21,8 +21,12 @@ typedef struct gw_jspan {
 
 /*
  * Skips one JSON value starting at p[i] (leading whitespace allowed). Returns the
- * index just after it, or (size_t)-1 if malformed or truncated. Depth is bounded.
+ * index just after it, or (size_t)-1 if malformed or truncated. Depth is bounded by
+ * GW_JSPAN_MAX_DEPTH levels, the most jansson parses (and the largest
+ * limits.max_json_depth), so any value jansson accepted can be skipped.
  */
+#define GW_JSPAN_MAX_DEPTH 2048
+
 size_t gw_json_skip(const char *p, size_t len, size_t i);
 
 /*
@@ -32,6 +36,29 @@ size_t gw_json_skip(const char *p, size_t len, size_t i);
  * a well-formed object.
  */
 int gw_json_member(const char *p, size_t len, size_t off, const char *key, gw_jspan_t *out);
+
+/*
+ * Iterates the members of the object at p[off] (whitespace allowed), repeated keys
+ * included, in order. Start with *it = 0. Each call returns 1 and the member's span in
+ * *m (mem_off = the key's opening quote), 0 after the last member, -1 if malformed.
+ */
+int gw_json_object_next(const char *p, size_t len, size_t off, size_t *it, gw_jspan_t *m);
+
+/*
+ * 1 if the member m (from gw_json_member or gw_json_object_next) is named key, comparing
+ * the key's decoded text as a parser reads it ("\u0073top" is "stop"), 0 otherwise.
+ * key is NUL-terminated UTF-8.
+ */
+int gw_json_key_eq(const char *p, size_t len, const gw_jspan_t *m, const char *key);
+
+/*
+ * Like gw_json_member, but finds the LAST member named key, compared decoded (as
+ * gw_json_key_eq): the occurrence whose value jansson and llama-server keep when a key
+ * is repeated. Returns 1 with *out filled, 0 when absent, -1 if p[off] is not a
+ * well-formed object.
+ */
+int gw_json_member_last(const char *p, size_t len, size_t off, const char *key,
+                        gw_jspan_t *out);
 
 /*
  * Iterates the elements of the array at p[off]. Start with *it = 0. Each call returns

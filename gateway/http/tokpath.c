@@ -4,8 +4,8 @@
  * Before a request with `return_token_ids` or `stop_token_ids` goes to its backend, on
  * the proxy's upstream thread: get the model's vocabulary (upstream/tokcache.h), range-
  * check the stop IDs, find which of them are control tokens (llama-server renders those
- * as ""), write the rewritten upstream body, fetch the prompt's token IDs
- * (/apply-template, /tokenize), then add the transfer. Every step is an asynchronous
+ * as ""), write the upstream body (the client's bytes, spliced), fetch the prompt's
+ * token IDs (/apply-template, /tokenize), then add the transfer. Every step is an asynchronous
  * fetch whose callback runs the next; a proxy released meanwhile cancels its fetch.
  */
 #include <stdlib.h>
@@ -116,7 +116,9 @@ static void tok_after_classify(gw_proxy_t *px)
             px->tok_req.special_ids[px->tok_req.n_special_ids++] = px->tok_req.stop_ids[i];
 
     gw_buf_init(&body, px->srv->conf->max_body_bytes * 2 + 65536);
-    if (gw_tok_req_body(px->tok_root, &px->tok_req, px->tok_vocab, &body, &e) != GW_OK) {
+    /* px->body_len is still the client's length here (the upstream one replaces it) */
+    if (gw_tok_req_body(px->tok_root, px->body, px->body_len, &px->tok_req, px->tok_vocab,
+                        &body, &e) != GW_OK) {
         gw_buf_free(&body);
         gw__proxy_fail_early(px, GW_EPARAM, e.param, e.msg);
         return;

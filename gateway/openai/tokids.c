@@ -13,8 +13,9 @@
  *    recovered and is reported in `token_ids_missing`;
  *  - non-stream: `return_tokens` + `verbose` give `__verbose.tokens`, the complete list.
  *
- * Reading uses jansson; writing splices the backend's bytes (core/jedit.h), so floats and
- * key order stay exactly as the backend wrote them.
+ * Reading uses jansson; writing splices the original bytes (core/jedit.h) in both
+ * directions: the client's request and the backend's responses keep their floats, escapes,
+ * whitespace and key order everywhere except in the members the gateway owns.
  */
 #include "openai/tokids.h"
 
@@ -112,14 +113,124 @@ void gw_tok_req_free(gw_tok_req_t *tr)
     tr->stops = NULL;
 }
 
-gw_err_t gw_tok_req_body(json_t *root, gw_tok_req_t *tr, const gw_vocab_t *v, gw_buf_t *out,
-                         gw_errbuf_t *err)
+/* The stop strings sent upstream: the client's own first, then each stop token's piece;
+ * no duplicates, no empty strings (an empty stop makes llama-server stop after one
+ * token). New reference. */
+static json_t *merged_stops(const json_t *root, const gw_tok_req_t *tr, const gw_vocab_t *v)
 {
-    json_t *b = json_deep_copy(root), *stop, *so;
-    size_t i, j, n_vocab = gw_vocab_size(v);
-    char *s;
+    json_t *old = json_object_get(root, "stop"), *stop = json_array(), *x, *y;
+    size_t i, j;
+
+    if (json_is_string(old)) {
+        if (json_string_length(old) > 0)
+            json_array_append(stop, old);
+    } else if (json_is_array(old)) {
+        json_array_foreach(old, i, x)
+        {
+            if (!json_is_string(x) || json_string_length(x) == 0)
+                continue;
+            json_array_foreach(stop, j, y)
+            {
+                if (json_equal(x, y))
+                    break;
+            }
+            if (j == json_array_size(stop))
+                json_array_append(stop, x);
+        }
+    }
+    for (i = 0; i < tr->n_stop_ids; i++) {
+        size_t len;
+        const char *p = gw_vocab_piece(v, tr->stop_ids[i], &len);
+
+        if (p == NULL || len == 0)
+            continue;
+        json_array_foreach(stop, j, y)
+        {
+            if (json_string_length(y) == len && memcmp(json_string_value(y), p, len) == 0)
+                break;
+        }
+        if (j == json_array_size(stop)) {
+            json_t *str = json_stringn(p, len);
+
+            if (str) /* a piece that is not valid UTF-8 cannot be a stop string */
+                json_array_append_new(stop, str);
+        }
+    }
+    return stop;
+}
+
+/* The request members the gateway owns on this path, in the order appended ones go
+ * out. Each one reaches the backend at most once. */
+enum {
+    OWN_RETURN_TOKEN_IDS,
+    OWN_STOP_TOKEN_IDS,
+    OWN_STOP,
+    OWN_LOGPROBS,
+    OWN_TOP_LOGPROBS,
+    OWN_VERBOSE,
+    OWN_TIMINGS,
+    OWN_STREAM_OPTIONS,
+    OWN_RETURN_TOKENS,
+    OWN__COUNT
+};
+
+static const char *const own_keys[OWN__COUNT] = {
+    "return_token_ids", "stop_token_ids", "stop", "logprobs", "top_logprobs", "verbose",
+    "timings_per_token", "stream_options", "return_tokens",
+};
+
+/* Sets own[k] to a literal value. */
+static void own_set(gw_jmember_set_t *own, int k, const char *raw)
+{
+    own[k].raw = raw;
+    own[k].raw_len = strlen(raw);
+}
+
+/* Keeps the client's own value of own[k], the last occurrence when the key is repeated
+ * (what the parsed tree holds); an absent member stays absent. */
+static void own_keep(gw_jmember_set_t *own, int k, const char *body, size_t len)
+{
+    gw_jspan_t m;
+
+    if (gw_json_member_last(body, len, 0, own[k].key, &m) == 1) {
+        own[k].raw = body + m.val_off;
+        own[k].raw_len = m.val_len;
+    }
+}
+
+/* Chat streams: the client's stream_options (last occurrence) with include_usage set
+ * to true, its other bytes kept, into so; {"include_usage":true} when it is absent or
+ * not an object. -1 when it cannot be edited. */
+static int stream_options_raw(const char *body, size_t len, gw_buf_t *so)
+{
+    static const gw_jmember_set_t usage = {"include_usage", "true", 4};
+    gw_jspan_t m;
+    gw_jedit_t e;
+    int rc;
+
+    if (gw_json_member_last(body, len, 0, "stream_options", &m) != 1 || body[m.val_off] != '{')
+        return gw_buf_adds(so, "{\"include_usage\":true}") == GW_OK ? 0 : -1;
+    gw_jedit_init(&e);
+    rc = gw_jedit_object(&e, body + m.val_off, m.val_len, 0, &usage, 1);
+    if (rc == 0)
+        rc = gw_jedit_apply(&e, body + m.val_off, m.val_len, so);
+    gw_jedit_free(&e);
+    return rc;
+}
+
+gw_err_t gw_tok_req_body(const json_t *root, const char *body, size_t len, gw_tok_req_t *tr,
+                         const gw_vocab_t *v, gw_buf_t *out, gw_errbuf_t *err)
+{
+    gw_jmember_set_t own[OWN__COUNT];
+    gw_jedit_t e;
+    gw_buf_t so;
+    char *stop_raw = NULL;
+    size_t i, n_vocab = gw_vocab_size(v);
+    int k;
     gw_err_t rc = GW_OK;
 
+    gw_jedit_init(&e);
+    gw_buf_init(&so, len + 32);
     for (i = 0; i < tr->n_stop_ids; i++) {
         if ((uint64_t)tr->stop_ids[i] >= n_vocab) {
             rc = gw_errf(err, GW_EPARAM, "stop_token_ids",
@@ -128,93 +239,72 @@ gw_err_t gw_tok_req_body(json_t *root, gw_tok_req_t *tr, const gw_vocab_t *v, gw
             goto out;
         }
     }
-    json_object_del(b, "return_token_ids");
-    json_object_del(b, "stop_token_ids");
+    /* Every owned member is decided here; all others keep their bytes. An owned member
+     * with raw == NULL is removed (every occurrence); one the gateway leaves as the
+     * client sent it keeps the value of its last occurrence (own_keep). */
+    for (k = 0; k < OWN__COUNT; k++) {
+        own[k].key = own_keys[k];
+        own[k].raw = NULL;
+        own[k].raw_len = 0;
+    }
 
-    /* stop strings: the client's own first, then each stop token's piece; no duplicates,
-     * no empty strings (an empty stop makes llama-server stop after one token) */
-    if (tr->n_stop_ids > 0 || json_object_get(b, "stop")) {
-        json_t *old = json_object_get(b, "stop"), *x;
+    /* return_token_ids and stop_token_ids are the gateway's own: never forwarded */
+    if (tr->n_stop_ids > 0 || json_object_get(root, "stop")) {
+        json_t *stop = merged_stops(root, tr, v);
 
-        stop = json_array();
-        if (json_is_string(old)) {
-            if (json_string_length(old) > 0)
-                json_array_append(stop, old);
-        } else if (json_is_array(old)) {
-            json_array_foreach(old, i, x)
-            {
-                json_t *y;
-
-                if (!json_is_string(x) || json_string_length(x) == 0)
-                    continue;
-                json_array_foreach(stop, j, y)
-                {
-                    if (json_equal(x, y))
-                        break;
-                }
-                if (j == json_array_size(stop))
-                    json_array_append(stop, x);
-            }
-        }
-        for (i = 0; i < tr->n_stop_ids; i++) {
-            size_t len;
-            const char *p = gw_vocab_piece(v, tr->stop_ids[i], &len);
-            json_t *y;
-
-            if (p == NULL || len == 0)
-                continue;
-            json_array_foreach(stop, j, y)
-            {
-                if (json_string_length(y) == len && memcmp(json_string_value(y), p, len) == 0)
-                    break;
-            }
-            if (j == json_array_size(stop)) {
-                json_t *str = json_stringn(p, len);
-
-                if (str) /* a piece that is not valid UTF-8 cannot be a stop string */
-                    json_array_append_new(stop, str);
-            }
-        }
         json_decref(tr->stops);
-        tr->stops = json_incref(stop);
-        if (json_array_size(stop) > 0)
-            json_object_set_new(b, "stop", stop);
-        else {
-            json_decref(stop);
-            json_object_del(b, "stop");
+        tr->stops = stop;
+        if (json_array_size(stop) > 0) {
+            stop_raw = json_dumps(stop, JSON_COMPACT);
+            own_set(own, OWN_STOP, stop_raw);
         }
     }
 
     /* logprobs with the smallest useful count: 0 turns them off in llama-server */
-    if (tr->chat) {
-        if (!tr->tools_stream) {
-            json_object_set_new(b, "logprobs", json_true());
-            if (!tr->client_logprobs || tr->client_top_zero)
-                json_object_set_new(b, "top_logprobs", json_integer(1));
-        }
-    } else if (!tr->client_logprobs) {
-        json_object_set_new(b, "logprobs", json_integer(1));
-    }
-    json_object_set_new(b, "verbose", json_true());
-    if (tr->stream) {
-        json_object_set_new(b, "timings_per_token", json_true());
-        if (tr->chat) {
-            so = json_object_get(b, "stream_options");
-            if (!json_is_object(so)) {
-                so = json_object();
-                json_object_set_new(b, "stream_options", so);
-            }
-            json_object_set_new(so, "include_usage", json_true());
-        }
+    if (tr->chat && !tr->tools_stream) {
+        own_set(own, OWN_LOGPROBS, "true");
+        if (!tr->client_logprobs || tr->client_top_zero)
+            own_set(own, OWN_TOP_LOGPROBS, "1");
+        else
+            own_keep(own, OWN_TOP_LOGPROBS, body, len);
     } else {
-        json_object_set_new(b, "return_tokens", json_true());
+        if (!tr->chat && !tr->client_logprobs)
+            own_set(own, OWN_LOGPROBS, "1");
+        else
+            own_keep(own, OWN_LOGPROBS, body, len);
+        own_keep(own, OWN_TOP_LOGPROBS, body, len);
     }
-    s = json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (s == NULL || gw_buf_adds(out, s) != GW_OK)
+    own_set(own, OWN_VERBOSE, "true");
+    if (tr->stream) {
+        own_set(own, OWN_TIMINGS, "true");
+        if (tr->chat) {
+            if (stream_options_raw(body, len, &so) != 0) {
+                rc = gw_errf(err, GW_EINTERNAL, NULL, "request body could not be rewritten");
+                goto out;
+            }
+            own[OWN_STREAM_OPTIONS].raw = so.ptr;
+            own[OWN_STREAM_OPTIONS].raw_len = so.len;
+        } else {
+            own_keep(own, OWN_STREAM_OPTIONS, body, len);
+        }
+        own_keep(own, OWN_RETURN_TOKENS, body, len);
+    } else {
+        own_keep(own, OWN_TIMINGS, body, len);
+        own_keep(own, OWN_STREAM_OPTIONS, body, len);
+        own_set(own, OWN_RETURN_TOKENS, "true");
+    }
+
+    /* the body jansson accepted always scans (jspan's depth bound is jansson's) */
+    if (gw_jedit_object(&e, body, len, 0, own, OWN__COUNT) != 0) {
+        rc = gw_errf(err, GW_EINTERNAL, NULL, "request body could not be rewritten");
+        goto out;
+    }
+    if (gw_jedit_apply(&e, body, len, out) != 0)
         rc = gw_errf(err, GW_ETOOBIG, NULL, "request body too large after rewriting");
-    free(s);
 out:
-    json_decref(b);
+    free(stop_raw);
+    gw_buf_free(&so);
+    gw_jedit_free(&e);
     return rc;
 }
 

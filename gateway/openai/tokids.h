@@ -2,9 +2,10 @@
  * tokids.h - stop_token_ids in, token_ids out (vLLM's field names) on top of llama-server.
  *
  * Request side: detects and validates `stop_token_ids` / `return_token_ids`, and builds
- * the body sent upstream: the gateway-only fields removed, the stop tokens' pieces added
- * to `stop`, and the backend asked for what ID recovery needs (logprobs with the smallest
- * useful count, per-token timings for positions, usage, `return_tokens` + `verbose`).
+ * the body sent upstream by splicing the client's bytes: the gateway-only fields removed,
+ * the stop tokens' pieces added to `stop`, and the backend asked for what ID recovery
+ * needs (logprobs with the smallest useful count, per-token timings for positions, usage,
+ * `return_tokens` + `verbose`); every other member passes through byte for byte.
  *
  * Response side: a per-request processor turns the backend's stream events (or its
  * non-stream body) into what the client asked for: `token_ids` per choice (per chunk in
@@ -54,9 +55,20 @@ int gw_tok_req_detect(json_t *root, int chat, size_t max_stop_ids, gw_tok_req_t 
                       gw_errbuf_t *err);
 void gw_tok_req_free(gw_tok_req_t *tr);
 
-/* Range-checks the stop IDs against the vocabulary and writes the upstream body. */
-gw_err_t gw_tok_req_body(json_t *root, gw_tok_req_t *tr, const gw_vocab_t *v, gw_buf_t *out,
-                         gw_errbuf_t *err);
+/*
+ * Range-checks the stop IDs against the vocabulary and appends the upstream body to out.
+ * body/len are the client's request bytes and root their parse (read only). The body
+ * is spliced, not re-serialized: every member keeps its exact bytes and order except
+ * the members the gateway owns on this path (return_token_ids, stop_token_ids, stop,
+ * logprobs, top_logprobs, verbose, timings_per_token, stream_options, return_tokens),
+ * which go out at most once each: removed, replaced in place at their first occurrence
+ * or appended (see the README, Token IDs). Sets tr->stops. Returns GW_OK; GW_EPARAM for
+ * a stop ID outside the vocabulary (out untouched); GW_ETOOBIG when out's ceiling is
+ * hit; GW_EINTERNAL if body does not scan as the object root was parsed from. On error
+ * out's content is unspecified (the caller discards it).
+ */
+gw_err_t gw_tok_req_body(const json_t *root, const char *body, size_t len, gw_tok_req_t *tr,
+                         const gw_vocab_t *v, gw_buf_t *out, gw_errbuf_t *err);
 
 typedef struct gw_tok_resp gw_tok_resp_t;
 

@@ -8,6 +8,12 @@
  * parsed back with jansson. append_member into empty and non-empty objects. The
  * documented limitation (removing the first two members of one object together) is
  * pinned down so that a change to it is noticed. Last, the output ceiling.
+ *
+ * gw_jedit_object: removals of the first, a middle, the last, the only, the first two
+ * and every member, runs and repeated keys, with and without whitespace; values replaced
+ * in place (key bytes kept, later occurrences removed); appends into empty and non-empty
+ * objects and after removals; a nested object edited on its own span; malformed input
+ * adds no splice.
  */
 #include <check.h>
 #include <jansson.h>
@@ -381,6 +387,138 @@ START_TEST(test_remove_last_then_append)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------------
+ * gw_jedit_object
+ * ------------------------------------------------------------------------------- */
+
+#define SET(k, v) {k, v, sizeof(v) - 1}
+#define DEL(k) {k, NULL, 0}
+
+/* Edits the object in src with the table and compares the output with want. */
+static void object_eq(const char *src, const gw_jmember_set_t *set, size_t n_set,
+                      const char *want)
+{
+    gw_jedit_t e;
+
+    gw_jedit_init(&e);
+    ck_assert_int_eq(gw_jedit_object(&e, src, strlen(src), 0, set, n_set), 0);
+    apply_eq(&e, src, want, 1);
+}
+
+START_TEST(test_object_remove_positions)
+{
+    static const gw_jmember_set_t del_x[] = {DEL("x")};
+    static const gw_jmember_set_t del_xy[] = {DEL("x"), DEL("y")};
+
+    object_eq("{\"x\":1,\"a\":2,\"b\":3}", del_x, 1, "{\"a\":2,\"b\":3}");
+    object_eq("{\"a\":2,\"x\":1,\"b\":3}", del_x, 1, "{\"a\":2,\"b\":3}");
+    object_eq("{\"a\":2,\"b\":3,\"x\":1}", del_x, 1, "{\"a\":2,\"b\":3}");
+    object_eq("{\"x\":1}", del_x, 1, "{}");
+    object_eq("{\"a\":2}", del_x, 1, "{\"a\":2}");
+    object_eq("{}", del_x, 1, "{}");
+    /* the first two together (what remove_member cannot do), runs, every member */
+    object_eq("{\"x\":1,\"y\":2,\"b\":3}", del_xy, 2, "{\"b\":3}");
+    object_eq("{\"a\":0,\"x\":1,\"y\":2,\"b\":3}", del_xy, 2, "{\"a\":0,\"b\":3}");
+    object_eq("{\"a\":0,\"y\":2,\"x\":1}", del_xy, 2, "{\"a\":0}");
+    object_eq("{\"y\":2,\"x\":1}", del_xy, 2, "{}");
+    object_eq("{\"x\":1,\"a\":0,\"y\":2,\"b\":3,\"x\":4}", del_xy, 2, "{\"a\":0,\"b\":3}");
+    /* repeated keys: every occurrence */
+    object_eq("{\"x\":1,\"x\":2,\"a\":0,\"x\":{\"x\":3}}", del_x, 1, "{\"a\":0}");
+}
+END_TEST
+
+START_TEST(test_object_remove_whitespace)
+{
+    static const gw_jmember_set_t del_x[] = {DEL("x")};
+
+    object_eq("{ \"x\" : 1 , \"a\" : 2 }", del_x, 1, "{ \"a\" : 2 }");
+    object_eq("{ \"a\" : 2 , \"x\" : 1 , \"b\" : 3 }", del_x, 1, "{ \"a\" : 2 , \"b\" : 3 }");
+    object_eq("{ \"a\" : 2 , \"x\" : 1 }", del_x, 1, "{ \"a\" : 2 }");
+    object_eq("{\n  \"a\": 2,\n  \"x\": 1,\n  \"b\": 3\n}", del_x, 1,
+              "{\n  \"a\": 2,\n  \"b\": 3\n}");
+    object_eq("{\n  \"a\": 2,\n  \"x\": 1\n}", del_x, 1, "{\n  \"a\": 2\n}");
+    object_eq("{\n  \"x\": 1,\n  \"a\": 2\n}", del_x, 1, "{\n  \"a\": 2\n}");
+    object_eq("\t{ \"x\" : 1 }\n", del_x, 1, "\t{  }\n");
+}
+END_TEST
+
+START_TEST(test_object_replace_in_place)
+{
+    static const gw_jmember_set_t set_x[] = {SET("x", "true")};
+
+    /* the key's bytes and the whitespace around the value stay */
+    object_eq("{\"a\":0.7,\"\\u0078\" :  false ,\"b\":1e-5}", set_x, 1,
+              "{\"a\":0.7,\"\\u0078\" :  true ,\"b\":1e-5}");
+    /* the first occurrence gets the value, later ones go */
+    object_eq("{\"x\":1,\"a\":0,\"x\":2}", set_x, 1, "{\"x\":true,\"a\":0}");
+    object_eq("{\"a\":0,\"x\":1,\"x\":2,\"b\":3}", set_x, 1, "{\"a\":0,\"x\":true,\"b\":3}");
+    object_eq("{\"x\":1,\"x\":2}", set_x, 1, "{\"x\":true}");
+    object_eq("{\"x\":{\"deep\":[1,2]}}", set_x, 1, "{\"x\":true}");
+}
+END_TEST
+
+START_TEST(test_object_append)
+{
+    static const gw_jmember_set_t set_pq[] = {SET("p", "1"), SET("q", "[\"s\"]")};
+    static const gw_jmember_set_t mixed[] = {DEL("x"), SET("p", "1"), DEL("y"),
+                                             SET("q", "{}")};
+
+    object_eq("{}", set_pq, 2, "{\"p\":1,\"q\":[\"s\"]}");
+    object_eq("{ }", set_pq, 2, "{\"p\":1,\"q\":[\"s\"] }");
+    object_eq("{\"a\":0}", set_pq, 2, "{\"a\":0,\"p\":1,\"q\":[\"s\"]}");
+    /* after the last kept member, before the whitespace that closes the object */
+    object_eq("{\n  \"a\": 0\n}", set_pq, 2, "{\n  \"a\": 0,\"p\":1,\"q\":[\"s\"]\n}");
+    /* one present (replaced in place), one appended */
+    object_eq("{\"q\":null,\"a\":0}", set_pq, 2, "{\"q\":[\"s\"],\"a\":0,\"p\":1}");
+    /* with removals at the end, at the start, of everything */
+    object_eq("{\"a\":0,\"x\":1,\"y\":2}", mixed, 4, "{\"a\":0,\"p\":1,\"q\":{}}");
+    object_eq("{\"x\":1,\"y\":2,\"a\":0}", mixed, 4, "{\"a\":0,\"p\":1,\"q\":{}}");
+    object_eq("{\"x\":1,\"y\":2}", mixed, 4, "{\"p\":1,\"q\":{}}");
+    object_eq("{ \"x\":1 , \"y\":2 }", mixed, 4, "{\"p\":1,\"q\":{}  }");
+    object_eq("{\"a\":0 ,\n\"y\":2\n}", mixed, 4, "{\"a\":0,\"p\":1,\"q\":{}\n}");
+    /* a value replaced in place right before a removed run and the appended ones */
+    object_eq("{\"p\":0,\"x\":1}", mixed, 4, "{\"p\":1,\"q\":{}}");
+}
+END_TEST
+
+/* A nested object edited on its own span, as the token-ID path does for stream_options. */
+START_TEST(test_object_nested_span)
+{
+    static const char src[] = "{\"a\":1,\"so\":{ \"k\" : 0.10 },\"b\":2}";
+    static const gw_jmember_set_t set_u[] = {SET("u", "true")};
+    gw_jedit_t e;
+    gw_jspan_t m;
+    gw_buf_t out;
+
+    ck_assert_int_eq(gw_json_member(src, sizeof(src) - 1, 0, "so", &m), 1);
+    gw_jedit_init(&e);
+    ck_assert_int_eq(gw_jedit_object(&e, src + m.val_off, m.val_len, 0, set_u, 1), 0);
+    gw_buf_init(&out, 1024);
+    ck_assert_int_eq(gw_jedit_apply(&e, src + m.val_off, m.val_len, &out), 0);
+    ck_assert_str_eq(out.ptr, "{ \"k\" : 0.10,\"u\":true }");
+    gw_buf_free(&out);
+    gw_jedit_free(&e);
+}
+END_TEST
+
+START_TEST(test_object_malformed_adds_nothing)
+{
+    static const gw_jmember_set_t set[] = {DEL("x"), SET("p", "1")};
+    static const char *const bad[] = {"", "[]", "{\"x\":1,", "{\"a\":1,\"x\":}", "{\"x\":1 \"a\":2}",
+                                      "{\"a\":[1}", NULL};
+    gw_jedit_t e;
+    size_t i;
+
+    gw_jedit_init(&e);
+    gw_jedit_splice(&e, 0, 0, "keep", 4);
+    for (i = 0; bad[i]; i++) {
+        ck_assert_int_eq(gw_jedit_object(&e, bad[i], strlen(bad[i]), 0, set, 2), -1);
+        ck_assert_uint_eq(e.n, 1); /* the earlier splice alone */
+    }
+    gw_jedit_free(&e);
+}
+END_TEST
+
 static Suite *jedit_suite(void)
 {
     Suite *s = suite_create("jedit");
@@ -402,6 +540,15 @@ static Suite *jedit_suite(void)
     tcase_add_test(tc, test_remove_first_two_limitation);
     tcase_add_test(tc, test_remove_nested);
     tcase_add_test(tc, test_remove_array_elements);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("object");
+    tcase_add_test(tc, test_object_remove_positions);
+    tcase_add_test(tc, test_object_remove_whitespace);
+    tcase_add_test(tc, test_object_replace_in_place);
+    tcase_add_test(tc, test_object_append);
+    tcase_add_test(tc, test_object_nested_span);
+    tcase_add_test(tc, test_object_malformed_adds_nothing);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("append");

@@ -6,7 +6,10 @@
  * must give (size_t)-1, and the depth bound at its edge. gw_json_member: first, middle
  * and last members, members not found, raw-byte key comparison, nested keys not
  * matched, and malformed objects. gw_json_array_next: empty, one and many elements,
- * whitespace, malformed separators. gw_json_span_is_string.
+ * whitespace, malformed separators. gw_json_span_is_string. gw_json_object_next (every
+ * member, repeated keys, whitespace, malformed objects), gw_json_key_eq (escapes decoded:
+ * \u with surrogate pairs, the short escapes; malformed escapes never match) and
+ * gw_json_member_last.
  *
  * A scanner that loops on bad input would hang the relay thread, so the inputs that
  * once did (a NUL byte where a value starts) run in a child process under alarm():
@@ -158,31 +161,33 @@ static char *nested(size_t depth, size_t *len)
     return p;
 }
 
+/* The bound is jansson's own (GW_JSPAN_MAX_DEPTH = 2048): whatever jansson parsed can
+ * be scanned, one level more cannot. */
 START_TEST(test_skip_depth_bound)
 {
     size_t len;
-    char *p = nested(256, &len);
+    char *p = nested(GW_JSPAN_MAX_DEPTH, &len);
 
     ck_assert_uint_eq(gw_json_skip(p, len, 0), len);
     free(p);
-    p = nested(257, &len);
+    p = nested(GW_JSPAN_MAX_DEPTH + 1, &len);
     ck_assert_uint_eq(gw_json_skip(p, len, 0), BAD);
     free(p);
-    /* objects count too: 256 levels of {"k": */
+    /* objects count too: GW_JSPAN_MAX_DEPTH + 1 levels of {"k": */
     {
-        char *q = malloc(257 * 6 + 2);
+        char *q = malloc((GW_JSPAN_MAX_DEPTH + 1) * 6 + 2);
         size_t i, n = 0;
 
         ck_assert_ptr_nonnull(q);
-        for (i = 0; i < 257; i++) {
+        for (i = 0; i < GW_JSPAN_MAX_DEPTH + 1; i++) {
             memcpy(q + n, "{\"k\":", 5);
             n += 5;
         }
         q[n++] = '1';
-        for (i = 0; i < 257; i++)
+        for (i = 0; i < GW_JSPAN_MAX_DEPTH + 1; i++)
             q[n++] = '}';
         ck_assert_uint_eq(gw_json_skip(q, n, 0), BAD);
-        ck_assert_uint_eq(gw_json_skip(q, n, 5), n - 1); /* from level 2: 256 levels */
+        ck_assert_uint_eq(gw_json_skip(q, n, 5), n - 1); /* from level 2: the bound */
         free(q);
     }
 }
@@ -485,6 +490,139 @@ START_TEST(test_span_is_string)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------------
+ * gw_json_object_next, gw_json_key_eq, gw_json_member_last
+ * ------------------------------------------------------------------------------- */
+
+/* Walks the object at doc[0] and checks each member's key and value bytes against
+ * want (alternating key, value; NULL-terminated). */
+static void members_are(const char *doc, const char *const *want)
+{
+    size_t len = strlen(doc), it = 0, i = 0;
+    gw_jspan_t m;
+    int rc;
+
+    while ((rc = gw_json_object_next(doc, len, 0, &it, &m)) == 1) {
+        size_t klen;
+
+        ck_assert_msg(want[i] != NULL, "%s: more members than expected", doc);
+        klen = strlen(want[i]);
+        ck_assert_msg(doc[m.mem_off] == '"' && memcmp(doc + m.mem_off + 1, want[i], klen) == 0 &&
+                          doc[m.mem_off + 1 + klen] == '"',
+                      "%s: member %zu starts at [%s], want key %s", doc, i / 2, doc + m.mem_off,
+                      want[i]);
+        ck_assert_msg(m.val_len == strlen(want[i + 1]) &&
+                          memcmp(doc + m.val_off, want[i + 1], m.val_len) == 0,
+                      "%s: member %s = [%.*s], want [%s]", doc, want[i], (int)m.val_len,
+                      doc + m.val_off, want[i + 1]);
+        i += 2;
+    }
+    ck_assert_msg(rc == 0, "%s: rc %d", doc, rc);
+    ck_assert_msg(want[i] == NULL, "%s: fewer members than expected", doc);
+    /* finished stays finished */
+    ck_assert_int_eq(gw_json_object_next(doc, len, 0, &it, &m), 0);
+}
+
+START_TEST(test_object_next_members)
+{
+    static const char *const none[] = {NULL};
+    static const char *const one[] = {"a", "1", NULL};
+    static const char *const many[] = {"a", "1", "b", "[ 1 , {\"a\":2} ]", "a", "\"x\\\"}\"",
+                                       "", "null", NULL};
+
+    members_are("{}", none);
+    members_are(" \n{ \t}\n", none);
+    members_are("{\"a\":1}", one);
+    members_are(" { \"a\" :\n1 } ", one);
+    /* repeated keys are all reported, in order; nested members are not */
+    members_are("{\"a\":1,\"b\":[ 1 , {\"a\":2} ] ,\r\n\"a\" : \"x\\\"}\", \"\":null}", many);
+}
+END_TEST
+
+START_TEST(test_object_next_malformed)
+{
+    static const char *const bad[] = {
+        "",  "[]", "{", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{\"a\":1 \"b\":2}", "{a:1}",
+        "{\"a\":1", "{\"a\":1,\"b\"", "{\"a\":[1}", "{,\"a\":1}", "{\"a\" 1}", NULL,
+    };
+    size_t i;
+
+    for (i = 0; bad[i]; i++) {
+        size_t it = 0, len = strlen(bad[i]), n = 0;
+        gw_jspan_t m;
+        int rc;
+
+        while ((rc = gw_json_object_next(bad[i], len, 0, &it, &m)) == 1)
+            ck_assert_uint_lt(++n, 10);
+        ck_assert_msg(rc == -1, "[%s]: rc %d", bad[i], rc);
+    }
+}
+END_TEST
+
+/* The first member of doc, compared with key. */
+static int first_key_eq(const char *doc, const char *key)
+{
+    size_t it = 0;
+    gw_jspan_t m;
+
+    ck_assert_int_eq(gw_json_object_next(doc, strlen(doc), 0, &it, &m), 1);
+    return gw_json_key_eq(doc, strlen(doc), &m, key);
+}
+
+START_TEST(test_key_eq_decoded)
+{
+    ck_assert_int_eq(first_key_eq("{\"stop\":1}", "stop"), 1);
+    ck_assert_int_eq(first_key_eq("{\"stop\":1}", "sto"), 0);
+    ck_assert_int_eq(first_key_eq("{\"stop\":1}", "stops"), 0);
+    ck_assert_int_eq(first_key_eq("{\"\":1}", ""), 1);
+    ck_assert_int_eq(first_key_eq("{\"\":1}", "a"), 0);
+    /* escapes are decoded as a parser decodes them */
+    ck_assert_int_eq(first_key_eq("{\"\\u0073top\":1}", "stop"), 1);
+    ck_assert_int_eq(first_key_eq("{\"sto\\u0070\":1}", "stop"), 1);
+    ck_assert_int_eq(first_key_eq("{\"STO\\u0050\":1}", "stop"), 0);
+    ck_assert_int_eq(first_key_eq("{\"\\u0073top\":1}", "\\u0073top"), 0);
+    ck_assert_int_eq(first_key_eq("{\"a\\/b\\\\c\\\"d\\n\\t\\r\\b\\f\":1}", "a/b\\c\"d\n\t\r\b\f"),
+                     1);
+    ck_assert_int_eq(first_key_eq("{\"caf\\u00e9\":1}", "caf\xC3\xA9"), 1);
+    ck_assert_int_eq(first_key_eq("{\"caf\\u00E9\":1}", "caf\xC3\xA9"), 1);
+    ck_assert_int_eq(first_key_eq("{\"\\u30e0\":1}", "\xE3\x83\xA0"), 1);
+    ck_assert_int_eq(first_key_eq("{\"\\ud83d\\ude00\":1}", "\xF0\x9F\x98\x80"), 1);
+    ck_assert_int_eq(first_key_eq("{\"\\ud83d\\ude00x\":1}", "\xF0\x9F\x98\x80"), 0);
+    /* raw UTF-8 against raw UTF-8 */
+    ck_assert_int_eq(first_key_eq("{\"caf\xC3\xA9\":1}", "caf\xC3\xA9"), 1);
+    /* malformed escapes never match */
+    ck_assert_int_eq(first_key_eq("{\"\\ud83dx\":1}", "\xF0\x9F\x98\x80"), 0);
+    ck_assert_int_eq(first_key_eq("{\"\\ude00\":1}", "\xED\xB8\x80"), 0);
+    ck_assert_int_eq(first_key_eq("{\"\\u00g9\":1}", "a"), 0);
+    ck_assert_int_eq(first_key_eq("{\"\\u00\":1}", "a"), 0);
+    ck_assert_int_eq(first_key_eq("{\"\\x\":1}", "x"), 0);
+}
+END_TEST
+
+START_TEST(test_member_last)
+{
+    const char *doc = " {\"a\":1, \"b\":2,\"\\u0061\" : [3] ,\"c\":{\"a\":4}}";
+    size_t len = strlen(doc);
+    gw_jspan_t m = {7, 7, 7};
+
+    ck_assert_int_eq(gw_json_member_last(doc, len, 0, "a", &m), 1);
+    ck_assert_uint_eq(m.val_len, 3);
+    ck_assert_int_eq(memcmp(doc + m.val_off, "[3]", 3), 0);
+    ck_assert_int_eq(memcmp(doc + m.mem_off, "\"\\u0061\"", 8), 0);
+    ck_assert_int_eq(gw_json_member_last(doc, len, 0, "b", &m), 1);
+    ck_assert_int_eq(memcmp(doc + m.val_off, "2", 1), 0);
+    /* absent, and nested members do not count */
+    m.val_off = 99;
+    ck_assert_int_eq(gw_json_member_last(doc, len, 0, "x", &m), 0);
+    ck_assert_uint_eq(m.val_off, 99);
+    ck_assert_int_eq(gw_json_member_last(S("{}"), 0, "a", &m), 0);
+    /* found before the damage: still malformed, *out untouched */
+    ck_assert_int_eq(gw_json_member_last(S("{\"a\":1,\"a\":}"), 0, "a", &m), -1);
+    ck_assert_uint_eq(m.val_off, 99);
+    ck_assert_int_eq(gw_json_member_last(S("[1]"), 0, "a", &m), -1);
+}
+END_TEST
+
 static Suite *jspan_suite(void)
 {
     Suite *s = suite_create("jspan");
@@ -507,6 +645,13 @@ static Suite *jspan_suite(void)
     tcase_add_test(tc, test_member_raw_key_bytes);
     tcase_add_loop_test(tc, test_member_malformed, 0, (int)N_MEMBER_BAD);
     tcase_add_test(tc, test_member_found_before_damage);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("object");
+    tcase_add_test(tc, test_object_next_members);
+    tcase_add_test(tc, test_object_next_malformed);
+    tcase_add_test(tc, test_key_eq_decoded);
+    tcase_add_test(tc, test_member_last);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("array");

@@ -5,7 +5,11 @@
  * its message and param, the flags it reads) and gw_tok_req_body (stop strings merged:
  * the client's first, no duplicates, no "", the stop tokens' pieces added; logprobs,
  * top_logprobs, timings_per_token, stream_options, return_tokens and verbose set as
- * documented; the gateway-only fields removed; an out-of-range stop ID refused).
+ * documented; the gateway-only fields removed; an out-of-range stop ID refused). The
+ * upstream body is spliced from the client's bytes: it is compared byte for byte (floats,
+ * escapes, whitespace, key order, huge integers, repeated and escaped owned keys, owned
+ * members first/middle/last/only, stream_options in every shape) and must parse to the
+ * same value as the tree rewrite the gateway used before (tree_body).
  *
  * Response side: hand-written llama-server chunks and bodies (the shapes of the samples
  * in reference/llama-server-samples and of tests/fake_llama with timings_per_token) are
@@ -268,7 +272,7 @@ static gw_tok_resp_t *resp(const char *body, int chat, const int64_t *special, i
 
     ck_assert_int_eq(gw_tok_req_detect(root, chat, 64, &tr, &err), 1);
     gw_buf_init(&up, 1 << 20);
-    ck_assert_int_eq(gw_tok_req_body(root, &tr, vocab, &up, &err), GW_OK);
+    ck_assert_int_eq(gw_tok_req_body(root, body, strlen(body), &tr, vocab, &up, &err), GW_OK);
     gw_buf_free(&up);
     if (special) {
         size_t n = 0;
@@ -493,8 +497,109 @@ END_TEST
  * Request: body
  * ------------------------------------------------------------------------------- */
 
+/*
+ * The tree-based rewrite the gateway used before the body was spliced (json_dumps of an
+ * edited copy), kept here as the semantic reference: the spliced body must parse to the
+ * same value. New string (free it).
+ */
+static char *tree_body(json_t *root, const gw_tok_req_t *tr)
+{
+    json_t *b = json_deep_copy(root), *stop, *so;
+    size_t i, j;
+    char *s;
+
+    json_object_del(b, "return_token_ids");
+    json_object_del(b, "stop_token_ids");
+    if (tr->n_stop_ids > 0 || json_object_get(b, "stop")) {
+        json_t *old = json_object_get(b, "stop"), *x, *y;
+
+        stop = json_array();
+        if (json_is_string(old)) {
+            if (json_string_length(old) > 0)
+                json_array_append(stop, old);
+        } else if (json_is_array(old)) {
+            json_array_foreach(old, i, x)
+            {
+                if (!json_is_string(x) || json_string_length(x) == 0)
+                    continue;
+                json_array_foreach(stop, j, y)
+                {
+                    if (json_equal(x, y))
+                        break;
+                }
+                if (j == json_array_size(stop))
+                    json_array_append(stop, x);
+            }
+        }
+        for (i = 0; i < tr->n_stop_ids; i++) {
+            size_t len;
+            const char *p = gw_vocab_piece(vocab, tr->stop_ids[i], &len);
+
+            if (p == NULL || len == 0)
+                continue;
+            json_array_foreach(stop, j, y)
+            {
+                if (json_string_length(y) == len && memcmp(json_string_value(y), p, len) == 0)
+                    break;
+            }
+            if (j == json_array_size(stop)) {
+                json_t *str = json_stringn(p, len);
+
+                if (str)
+                    json_array_append_new(stop, str);
+            }
+        }
+        if (json_array_size(stop) > 0)
+            json_object_set_new(b, "stop", stop);
+        else {
+            json_decref(stop);
+            json_object_del(b, "stop");
+        }
+    }
+    if (tr->chat) {
+        if (!tr->tools_stream) {
+            json_object_set_new(b, "logprobs", json_true());
+            if (!tr->client_logprobs || tr->client_top_zero)
+                json_object_set_new(b, "top_logprobs", json_integer(1));
+        }
+    } else if (!tr->client_logprobs) {
+        json_object_set_new(b, "logprobs", json_integer(1));
+    }
+    json_object_set_new(b, "verbose", json_true());
+    if (tr->stream) {
+        json_object_set_new(b, "timings_per_token", json_true());
+        if (tr->chat) {
+            so = json_object_get(b, "stream_options");
+            if (!json_is_object(so)) {
+                so = json_object();
+                json_object_set_new(b, "stream_options", so);
+            }
+            json_object_set_new(so, "include_usage", json_true());
+        }
+    } else {
+        json_object_set_new(b, "return_tokens", json_true());
+    }
+    s = json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(b);
+    return s;
+}
+
+/* got is valid JSON with the same value as want (a JSON text). */
+static void same_value(const char *got, size_t got_len, const char *want)
+{
+    json_error_t je;
+    json_t *g = json_loadb(got, got_len, 0, &je), *w;
+
+    ck_assert_msg(g != NULL, "not JSON (%s): %.*s", je.text, (int)got_len, got);
+    w = json_loads(want, 0, &je);
+    ck_assert_msg(w != NULL, "%s", want);
+    ck_assert_msg(json_equal(g, w), "\n  spliced: %.*s\n  tree:    %s", (int)got_len, got, want);
+    json_decref(g);
+    json_decref(w);
+}
+
 /* Builds the upstream body for a client body; returns it (arena) and leaves tr for the
- * caller to inspect and free. */
+ * caller to inspect and free. Every body is also checked against the tree rewrite. */
 static const char *body_for(const char *client, int chat, gw_tok_req_t *tr)
 {
     json_t *root = parse(client);
@@ -502,22 +607,27 @@ static const char *body_for(const char *client, int chat, gw_tok_req_t *tr)
     gw_buf_t o;
     size_t len;
     char *before = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER), *after;
+    const char *got, *tree;
 
     ck_assert_int_eq(gw_tok_req_detect(root, chat, 64, tr, &err), 1);
     gw_buf_init(&o, 1 << 20);
-    ck_assert_msg(gw_tok_req_body(root, tr, vocab, &o, &err) == GW_OK, "%s", err.msg);
+    ck_assert_msg(gw_tok_req_body(root, client, strlen(client), tr, vocab, &o, &err) == GW_OK,
+                  "%s", err.msg);
     /* the client's parsed body is left as it was */
     after = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     ck_assert_str_eq(after, before);
     free(before);
     free(after);
+    got = keep(gw_buf_take(&o, &len));
+    tree = keep(tree_body(root, tr));
+    same_value(got, len, tree);
     json_decref(root);
-    return keep(gw_buf_take(&o, &len));
+    return got;
 }
 
-/* The exact upstream body (jansson's compact dump in the client's key order). The
- * request is re-serialized, not spliced: a float such as 0.843 goes out as
- * 0.84299999999999997, the same double, so the inputs here use exact binary fractions. */
+/* The exact upstream body. The client's bytes are spliced, not re-serialized: only the
+ * members the gateway owns change, everything else keeps its bytes (floats such as 0.7,
+ * escapes, whitespace) and its place. */
 static void body_is(const char *client, int chat, const char *want, const char *want_stops)
 {
     gw_tok_req_t tr;
@@ -646,16 +756,215 @@ START_TEST(test_body_stream_options)
 }
 END_TEST
 
-START_TEST(test_body_stop_id_out_of_range)
+/* Everything the gateway does not own keeps its bytes: floats jansson would print as
+ * 0.69999999999999996 and 1.0000000000000001e-05, escapes it would decode (\u00e9, \/),
+ * whitespace and newlines, the client's key order, an extension field. */
+START_TEST(test_body_bytes_kept)
 {
-    json_t *root = parse("{\"stop_token_ids\":[3,24]}");
+    body_is("{ \"model\" : \"pub\",\n  \"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 "
+            "\\/ \\\"q\\\"\"}],\n  \"temperature\":0.7, \"top_p\":0.95,\"min_p\":1e-5,\n"
+            "  \"stream\":true,\n  \"return_token_ids\":true,\n"
+            "  \"x_ext\": { \"a\" : [1, 2.50, -0.0, 1E+2] }\n}\n",
+            1,
+            "{ \"model\" : \"pub\",\n  \"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 "
+            "\\/ \\\"q\\\"\"}],\n  \"temperature\":0.7, \"top_p\":0.95,\"min_p\":1e-5,\n"
+            "  \"stream\":true,\n"
+            "  \"x_ext\": { \"a\" : [1, 2.50, -0.0, 1E+2] },\"logprobs\":true,\"top_logprobs\":1,"
+            "\"verbose\":true,\"timings_per_token\":true,"
+            "\"stream_options\":{\"include_usage\":true}\n}\n",
+            NULL);
+    /* completions, non-stream: the client's logprobs count and a float seed-like value */
+    body_is("{\"prompt\":\"p\\u00e9\",\"logprobs\":3,\"temperature\":0.7,\"seed\":12345678901,"
+            "\"return_token_ids\":true,\"presence_penalty\":-1.5e-3}",
+            0,
+            "{\"prompt\":\"p\\u00e9\",\"logprobs\":3,\"temperature\":0.7,\"seed\":12345678901,"
+            "\"presence_penalty\":-1.5e-3,\"verbose\":true,\"return_tokens\":true}",
+            NULL);
+}
+END_TEST
+
+/* An owned member as the first, a middle, the last and the only member, with and
+ * without whitespace around it: the commas stay right. */
+START_TEST(test_body_owned_positions)
+{
+    /* first */
+    body_is("{\"return_token_ids\":true,\"model\":\"pub\",\"temperature\":0.7}", 1,
+            "{\"model\":\"pub\",\"temperature\":0.7,\"logprobs\":true,\"top_logprobs\":1,"
+            "\"verbose\":true,\"return_tokens\":true}",
+            NULL);
+    body_is("{ \"return_token_ids\" : true ,\n \"stop_token_ids\":[11],\n \"model\":\"pub\" }", 1,
+            "{ \"model\":\"pub\",\"stop\":[\"merge\"],\"logprobs\":true,\"top_logprobs\":1,"
+            "\"verbose\":true,\"return_tokens\":true }",
+            "[\"merge\"]");
+    /* middle, replaced in place */
+    body_is("{\"model\":\"pub\",\n\t\"verbose\" :\tfalse,\n\t\"temperature\":0.7,"
+            "\"return_token_ids\":true}",
+            1,
+            "{\"model\":\"pub\",\n\t\"verbose\" :\ttrue,\n\t\"temperature\":0.7,"
+            "\"logprobs\":true,\"top_logprobs\":1,\"return_tokens\":true}",
+            NULL);
+    /* last, with whitespace before the brace */
+    body_is("{\"model\":\"pub\" , \"temperature\":0.7 ,\r\n \"return_token_ids\":true \r\n}", 1,
+            "{\"model\":\"pub\" , \"temperature\":0.7,\"logprobs\":true,\"top_logprobs\":1,"
+            "\"verbose\":true,\"return_tokens\":true \r\n}",
+            NULL);
+    /* the only member: the new ones go right after the brace */
+    body_is("  { \"return_token_ids\": true }  ", 1,
+            "  {\"logprobs\":true,\"top_logprobs\":1,\"verbose\":true,\"return_tokens\":true  }  ",
+            NULL);
+    /* every member owned, replaced in place and removed */
+    body_is("{\"stop_token_ids\":[11],\"logprobs\":false,\"return_token_ids\":true}", 1,
+            "{\"logprobs\":true,\"stop\":[\"merge\"],\"top_logprobs\":1,\"verbose\":true,"
+            "\"return_tokens\":true}",
+            "[\"merge\"]");
+}
+END_TEST
+
+/* An owned member given several times reaches the backend once: at its first place,
+ * with the value a parser keeps (the last one, as the tree holds it). Others keep every
+ * occurrence (jansson and llama-server read the last). */
+START_TEST(test_body_duplicate_keys)
+{
+    body_is("{\"stop\":\"a\",\"model\":\"pub\",\"stop_token_ids\":[11],\"top_logprobs\":2,"
+            "\"stop\":[\"b\",\"\"],\"return_token_ids\":true,\"logprobs\":true,"
+            "\"top_logprobs\":3,\"temperature\":0.7,\"return_token_ids\":true,"
+            "\"x\":1,\"x\":2.50}",
+            1,
+            "{\"stop\":[\"b\",\"merge\"],\"model\":\"pub\",\"top_logprobs\":3,\"logprobs\":true,"
+            "\"temperature\":0.7,\"x\":1,\"x\":2.50,\"verbose\":true,\"return_tokens\":true}",
+            "[\"b\",\"merge\"]");
+    /* the first two members both removed (jedit's remove_member cannot do that) */
+    body_is("{\"return_token_ids\":true,\"return_token_ids\":true,\"model\":\"pub\"}", 1,
+            "{\"model\":\"pub\",\"logprobs\":true,\"top_logprobs\":1,\"verbose\":true,"
+            "\"return_tokens\":true}",
+            NULL);
+    /* a tools stream leaves logprobs to the client, but once */
+    body_is("{\"stream\":true,\"tools\":[{}],\"logprobs\":false,\"return_token_ids\":true,"
+            "\"logprobs\":true}",
+            1,
+            "{\"stream\":true,\"tools\":[{}],\"logprobs\":true,\"verbose\":true,"
+            "\"timings_per_token\":true,\"stream_options\":{\"include_usage\":true}}",
+            NULL);
+}
+END_TEST
+
+/* Keys are matched as a parser reads them: an escaped owned key is still owned. */
+START_TEST(test_body_escaped_keys)
+{
+    body_is("{\"model\":\"pub\",\"\\u0073top_token_ids\":[11],\"st\\u006fp\":\"zz\","
+            "\"v\\u0065rbose\":0}",
+            1,
+            "{\"model\":\"pub\",\"st\\u006fp\":[\"zz\",\"merge\"],\"v\\u0065rbose\":true,"
+            "\"logprobs\":true,\"top_logprobs\":1,\"return_tokens\":true}",
+            "[\"zz\",\"merge\"]");
+}
+END_TEST
+
+/* stream_options in chat streams: the client's object keeps its bytes, include_usage set
+ * (in place, appended, once); absent or not an object: {"include_usage":true}. */
+START_TEST(test_body_stream_options_bytes)
+{
+    body_is("{\"stream\":true,\"stream_options\":{ \"x\" : 1.10 , \"include_usage\" : false },"
+            "\"return_token_ids\":true}",
+            1,
+            "{\"stream\":true,\"stream_options\":{ \"x\" : 1.10 , \"include_usage\" : true },"
+            "\"logprobs\":true,\"top_logprobs\":1,\"verbose\":true,\"timings_per_token\":true}",
+            NULL);
+    body_is("{\"stream\":true,\"stream_options\":{\"x\":1e-5},\"return_token_ids\":true}", 1,
+            "{\"stream\":true,\"stream_options\":{\"x\":1e-5,\"include_usage\":true},"
+            "\"logprobs\":true,\"top_logprobs\":1,\"verbose\":true,\"timings_per_token\":true}",
+            NULL);
+    body_is("{\"stream\":true,\"stream_options\":{ },\"return_token_ids\":true}", 1,
+            "{\"stream\":true,\"stream_options\":{\"include_usage\":true },"
+            "\"logprobs\":true,\"top_logprobs\":1,\"verbose\":true,\"timings_per_token\":true}",
+            NULL);
+    body_is("{\"stream\":true,\"stream_options\":false,\"return_token_ids\":true}", 1,
+            "{\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+            "\"logprobs\":true,\"top_logprobs\":1,\"verbose\":true,\"timings_per_token\":true}",
+            NULL);
+    /* repeated, with a repeated include_usage inside the last one */
+    body_is("{\"stream_options\":{\"a\":1},\"stream\":true,\"stream_options\":{\"b\":2.0,"
+            "\"include_usage\":false,\"include_usage\":false},\"return_token_ids\":true}",
+            1,
+            "{\"stream_options\":{\"b\":2.0,\"include_usage\":true},\"stream\":true,"
+            "\"logprobs\":true,\"top_logprobs\":1,\"verbose\":true,\"timings_per_token\":true}",
+            NULL);
+    /* non-stream chat and completions streams: the client's, untouched */
+    body_is("{\"stream_options\":{ \"include_usage\" : false },\"return_token_ids\":true}", 1,
+            "{\"stream_options\":{ \"include_usage\" : false },\"logprobs\":true,"
+            "\"top_logprobs\":1,\"verbose\":true,\"return_tokens\":true}",
+            NULL);
+    body_is("{\"prompt\":\"p\",\"stream\":true,\"stream_options\":{ \"include_usage\" : false },"
+            "\"return_token_ids\":true}",
+            0,
+            "{\"prompt\":\"p\",\"stream\":true,\"stream_options\":{ \"include_usage\" : false },"
+            "\"logprobs\":1,\"verbose\":true,\"timings_per_token\":true}",
+            NULL);
+}
+END_TEST
+
+/* An integer past int64 (jansson refuses it, other parsers keep it) goes through as
+ * written: root stands for the tree such a parser would give, seed aside. */
+START_TEST(test_body_huge_integer)
+{
+    static const char body[] = "{\"model\":\"pub\",\"seed\":18446744073709551615,"
+                               "\"return_token_ids\":true,\"x_big\":1e400}";
+    static const char want[] = "{\"model\":\"pub\",\"seed\":18446744073709551615,"
+                               "\"x_big\":1e400,\"logprobs\":true,\"top_logprobs\":1,"
+                               "\"verbose\":true,\"return_tokens\":true}";
+    json_t *root = parse("{\"model\":\"pub\",\"seed\":0,\"return_token_ids\":true,\"x_big\":0}");
     gw_tok_req_t tr;
     gw_errbuf_t err = {{0}, {0}};
     gw_buf_t o;
 
     ck_assert_int_eq(gw_tok_req_detect(root, 1, 64, &tr, &err), 1);
     gw_buf_init(&o, 1 << 20);
-    ck_assert_int_eq(gw_tok_req_body(root, &tr, vocab, &o, &err), GW_EPARAM);
+    ck_assert_int_eq(gw_tok_req_body(root, body, strlen(body), &tr, vocab, &o, &err), GW_OK);
+    ck_assert_msg(o.len == strlen(want) && memcmp(o.ptr, want, o.len) == 0, "got %s", o.ptr);
+    gw_buf_free(&o);
+    gw_tok_req_free(&tr);
+    json_decref(root);
+}
+END_TEST
+
+/* The ceiling holds the whole upstream body: one byte short fails, exact fits. */
+START_TEST(test_body_ceiling_exact)
+{
+    static const char body[] = "{\"model\":\"pub\",\"temperature\":0.7,\"return_token_ids\":true}";
+    static const char want[] = "{\"model\":\"pub\",\"temperature\":0.7,\"logprobs\":true,"
+                               "\"top_logprobs\":1,\"verbose\":true,\"return_tokens\":true}";
+    json_t *root = parse(body);
+    gw_tok_req_t tr;
+    gw_errbuf_t err = {{0}, {0}};
+    gw_buf_t o;
+
+    ck_assert_int_eq(gw_tok_req_detect(root, 1, 64, &tr, &err), 1);
+    gw_buf_init(&o, strlen(want) - 1);
+    ck_assert_int_eq(gw_tok_req_body(root, body, strlen(body), &tr, vocab, &o, &err),
+                     GW_ETOOBIG);
+    ck_assert_str_eq(err.msg, "request body too large after rewriting");
+    gw_buf_free(&o);
+    gw_buf_init(&o, strlen(want));
+    ck_assert_int_eq(gw_tok_req_body(root, body, strlen(body), &tr, vocab, &o, &err), GW_OK);
+    ck_assert_str_eq(o.ptr, want);
+    gw_buf_free(&o);
+    gw_tok_req_free(&tr);
+    json_decref(root);
+}
+END_TEST
+
+START_TEST(test_body_stop_id_out_of_range)
+{
+    static const char body[] = "{\"stop_token_ids\":[3,24]}";
+    json_t *root = parse(body);
+    gw_tok_req_t tr;
+    gw_errbuf_t err = {{0}, {0}};
+    gw_buf_t o;
+
+    ck_assert_int_eq(gw_tok_req_detect(root, 1, 64, &tr, &err), 1);
+    gw_buf_init(&o, 1 << 20);
+    ck_assert_int_eq(gw_tok_req_body(root, body, strlen(body), &tr, vocab, &o, &err),
+                     GW_EPARAM);
     ck_assert_str_eq(err.param, "stop_token_ids");
     ck_assert_str_eq(err.msg,
                      "'stop_token_ids' contains 24, outside the model's vocabulary [0, 24)");
@@ -668,14 +977,16 @@ END_TEST
 
 START_TEST(test_body_ceiling)
 {
-    json_t *root = parse("{\"return_token_ids\":true}");
+    static const char body[] = "{\"return_token_ids\":true}";
+    json_t *root = parse(body);
     gw_tok_req_t tr;
     gw_errbuf_t err = {{0}, {0}};
     gw_buf_t o;
 
     ck_assert_int_eq(gw_tok_req_detect(root, 1, 64, &tr, &err), 1);
     gw_buf_init(&o, 10);
-    ck_assert_int_eq(gw_tok_req_body(root, &tr, vocab, &o, &err), GW_ETOOBIG);
+    ck_assert_int_eq(gw_tok_req_body(root, body, strlen(body), &tr, vocab, &o, &err),
+                     GW_ETOOBIG);
     ck_assert_str_eq(err.param, "");
     gw_buf_free(&o);
     gw_tok_req_free(&tr);
@@ -1472,6 +1783,13 @@ static Suite *tokids_suite(void)
     tcase_add_test(tc, test_body_stop_merge);
     tcase_add_test(tc, test_body_logprobs);
     tcase_add_test(tc, test_body_stream_options);
+    tcase_add_test(tc, test_body_bytes_kept);
+    tcase_add_test(tc, test_body_owned_positions);
+    tcase_add_test(tc, test_body_duplicate_keys);
+    tcase_add_test(tc, test_body_escaped_keys);
+    tcase_add_test(tc, test_body_stream_options_bytes);
+    tcase_add_test(tc, test_body_huge_integer);
+    tcase_add_test(tc, test_body_ceiling_exact);
     tcase_add_test(tc, test_body_stop_id_out_of_range);
     tcase_add_test(tc, test_body_ceiling);
     suite_add_tcase(s, tc);
