@@ -417,6 +417,62 @@ class StopTokenIds(TokBase):
         self.assertEqual(ch["message"]["content"], " facesmerge")
 
 
+class Transparent(TokBase):
+    """The upstream body is the client's bytes spliced: only the members the gateway owns
+    change (README, Token IDs); floats, escapes, whitespace and key order of everything
+    else reach the backend exactly as sent."""
+
+    EXT = ('"x_ext" : {\n  "f": 0.7, "e": 1e-5,\t"s":"caf\\u00e9 \\/ \\"q\\""  ,'
+           '"n":[1 , 2.50, -0.0]\n}')
+    HEAD = ('{"model":"m",  "messages":[{"role":"user","content":"Hello \\u0074here"}],'
+            '"temperature":0.7,"top_p":0.95,"max_tokens":6,')
+
+    def raw(self, path, text):
+        st, _, resp = request("127.0.0.1", self.gw.port, "POST", path, text.encode())
+        self.assertEqual(st, 200, resp)
+        return resp
+
+    def sent(self, path):
+        return [r for r in self.f.log_records() if r["path"] == path][-1]["body"]
+
+    def test_chat_stream_bytes_reach_backend(self):
+        text = (self.HEAD + '"stream":true,\n  "stream_options": { "include_usage" : false,'
+                ' "x": 0.7 },\n  ' + self.EXT + ',\n  "return_token_ids" : true ,'
+                '"stop_token_ids":[389]\n}')
+        chunks, ev = chunks_of(self.raw(CHAT, text))
+        self.assertEqual(ev[-1], "[DONE]")
+        self.assertTrue(self.stream_ids(chunks))
+        self.assertTrue(all("usage" not in c for c in chunks))  # the client said false
+        self.assertEqual(
+            self.sent(CHAT),
+            self.HEAD + '"stream":true,\n  "stream_options": { "include_usage" : true,'
+            ' "x": 0.7 },\n  ' + self.EXT + ',"stop":["merge"],"logprobs":true,'
+            '"top_logprobs":1,"verbose":true,"timings_per_token":true\n}')
+
+    def test_chat_nonstream_bytes_reach_backend(self):
+        text = ('\n ' + self.HEAD + '"return_token_ids":true,' + self.EXT +
+                ' , "logprobs" : false , "seed" : 42 }\n')
+        ns = json.loads(self.raw(CHAT, text))
+        ch = ns["choices"][0]
+        self.assertEqual(len(ch["token_ids"]), ns["usage"]["completion_tokens"])
+        self.assertNotIn("logprobs", ch)  # not asked for: stripped again
+        self.assertEqual(
+            self.sent(CHAT),
+            '\n ' + self.HEAD + self.EXT + ' , "logprobs" : true , "seed" : 42,'
+            '"top_logprobs":1,"verbose":true,"return_tokens":true }\n')
+
+    def test_completions_stream_bytes_reach_backend(self):
+        text = ('{"model":"m","prompt":"Hello there","temperature":0.7,"top_p":0.95,'
+                '"stream":true,"return_token_ids":true,"max_tokens":4,' + self.EXT + '}')
+        chunks, ev = chunks_of(self.raw(COMPL, text))
+        self.assertEqual(ev[-1], "[DONE]")
+        self.assertEqual(
+            self.sent(COMPL),
+            '{"model":"m","prompt":"Hello there","temperature":0.7,"top_p":0.95,'
+            '"stream":true,"max_tokens":4,' + self.EXT + ',"logprobs":1,"verbose":true,'
+            '"timings_per_token":true}')
+
+
 class Loading(GatewayTestCase):
     def test_token_ids_while_backend_loads_is_503(self):
         f = self.fake("--load-ms", "3000")
