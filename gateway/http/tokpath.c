@@ -107,7 +107,7 @@ static void tok_after_classify(gw_proxy_t *px)
     gw_errbuf_t e;
     gw_buf_t body;
     json_t *prompt;
-    size_t i;
+    size_t i, up_len;
 
     /* the listed stop tokens that llama-server renders as "" */
     px->tok_req.special_ids = gw_xcalloc(px->tok_req.n_stop_ids + 1, sizeof(int64_t));
@@ -116,15 +116,15 @@ static void tok_after_classify(gw_proxy_t *px)
             px->tok_req.special_ids[px->tok_req.n_special_ids++] = px->tok_req.stop_ids[i];
 
     gw_buf_init(&body, px->srv->conf->max_body_bytes * 2 + 65536);
-    /* px->body_len is still the client's length here (the upstream one replaces it) */
     if (gw_tok_req_body(px->tok_root, px->body, px->body_len, &px->tok_req, px->tok_vocab,
                         &body, &e) != GW_OK) {
         gw_buf_free(&body);
         gw__proxy_fail_early(px, GW_EPARAM, e.param, e.msg);
         return;
     }
-    px->tok_body = gw_buf_take(&body, &px->body_len);
-    curl_easy_setopt(px->x.easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)px->body_len);
+    /* px->body (the client's bytes) stays for /apply-template */
+    px->tok_body = gw_buf_take(&body, &up_len);
+    curl_easy_setopt(px->x.easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)up_len);
     curl_easy_setopt(px->x.easy, CURLOPT_POSTFIELDS, px->tok_body);
 
     if (!px->tok_req.want_ids) {
@@ -135,7 +135,7 @@ static void tok_after_classify(gw_proxy_t *px)
         /* the tokens the backend evaluates: its template applied, then tokenized as it
          * tokenizes chat prompts (special tokens parsed, BOS as the model adds it) */
         px->tok_fetch = gw_fetch_start(px->up, px->model->upstream, "/apply-template",
-                                       px->body, strlen(px->body), px->model->conf->api_key,
+                                       px->body, px->body_len, px->model->conf->api_key,
                                        (long)px->srv->conf->first_byte_timeout_ms,
                                        px->srv->conf->max_response_bytes, on_template, px);
         return;

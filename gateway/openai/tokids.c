@@ -160,7 +160,8 @@ static json_t *merged_stops(const json_t *root, const gw_tok_req_t *tr, const gw
 }
 
 /* The request members the gateway owns on this path, in the order appended ones go
- * out. Each one reaches the backend at most once. */
+ * out (the order the tree rewrite used to give them). Each reaches the backend at most
+ * once. */
 enum {
     OWN_RETURN_TOKEN_IDS,
     OWN_STOP_TOKEN_IDS,
@@ -186,34 +187,42 @@ static void own_set(gw_jmember_set_t *own, int k, const char *raw)
     own[k].raw_len = strlen(raw);
 }
 
-/* Keeps the client's own value of own[k], the last occurrence when the key is repeated
- * (what the parsed tree holds); an absent member stays absent. */
-static void own_keep(gw_jmember_set_t *own, int k, const char *body, size_t len)
+/* The last occurrence of each owned member (the one the parsed tree holds), in one walk
+ * over the body: last[k] is valid when present[k]. -1 if the body does not scan. */
+static int find_owned(const char *body, size_t len, gw_jspan_t *last, int *present)
 {
+    size_t it = 0;
     gw_jspan_t m;
+    int rc, k;
 
-    if (gw_json_member_last(body, len, 0, own[k].key, &m) == 1) {
-        own[k].raw = body + m.val_off;
-        own[k].raw_len = m.val_len;
+    memset(present, 0, OWN__COUNT * sizeof(*present));
+    while ((rc = gw_json_object_next(body, len, 0, &it, &m)) == 1) {
+        for (k = 0; k < OWN__COUNT; k++) {
+            if (gw_json_key_eq(body, len, &m, own_keys[k])) {
+                last[k] = m;
+                present[k] = 1;
+                break;
+            }
+        }
     }
+    return rc;
 }
 
-/* Chat streams: the client's stream_options (last occurrence) with include_usage set
- * to true, its other bytes kept, into so; {"include_usage":true} when it is absent or
- * not an object. -1 when it cannot be edited. */
-static int stream_options_raw(const char *body, size_t len, gw_buf_t *so)
+/* Chat streams: the client's stream_options m (its last occurrence; NULL if absent) with
+ * include_usage set to true and its other bytes kept, into so; {"include_usage":true}
+ * when it is absent or not an object. -1 when it cannot be edited. */
+static int stream_options_raw(const char *body, const gw_jspan_t *m, gw_buf_t *so)
 {
     static const gw_jmember_set_t usage = {"include_usage", "true", 4};
-    gw_jspan_t m;
     gw_jedit_t e;
     int rc;
 
-    if (gw_json_member_last(body, len, 0, "stream_options", &m) != 1 || body[m.val_off] != '{')
+    if (m == NULL || body[m->val_off] != '{')
         return gw_buf_adds(so, "{\"include_usage\":true}") == GW_OK ? 0 : -1;
     gw_jedit_init(&e);
-    rc = gw_jedit_object(&e, body + m.val_off, m.val_len, 0, &usage, 1);
+    rc = gw_jedit_object(&e, body + m->val_off, m->val_len, 0, &usage, 1);
     if (rc == 0)
-        rc = gw_jedit_apply(&e, body + m.val_off, m.val_len, so);
+        rc = gw_jedit_apply(&e, body + m->val_off, m->val_len, so);
     gw_jedit_free(&e);
     return rc;
 }
@@ -222,11 +231,12 @@ gw_err_t gw_tok_req_body(const json_t *root, const char *body, size_t len, gw_to
                          const gw_vocab_t *v, gw_buf_t *out, gw_errbuf_t *err)
 {
     gw_jmember_set_t own[OWN__COUNT];
+    gw_jspan_t last[OWN__COUNT];
+    int present[OWN__COUNT], k;
     gw_jedit_t e;
     gw_buf_t so;
     char *stop_raw = NULL;
     size_t i, n_vocab = gw_vocab_size(v);
-    int k;
     gw_err_t rc = GW_OK;
 
     gw_jedit_init(&e);
@@ -239,21 +249,28 @@ gw_err_t gw_tok_req_body(const json_t *root, const char *body, size_t len, gw_to
             goto out;
         }
     }
+    /* the body jansson accepted always scans (jspan's depth bound is jansson's) */
+    if (find_owned(body, len, last, present) != 0)
+        goto unscannable;
+
     /* Every owned member is decided here; all others keep their bytes. An owned member
-     * with raw == NULL is removed (every occurrence); one the gateway leaves as the
-     * client sent it keeps the value of its last occurrence (own_keep). */
+     * left with raw == NULL is removed (every occurrence); one the gateway leaves as the
+     * client sent it gets the value of its last occurrence, so that it too goes out
+     * once. return_token_ids and stop_token_ids are the gateway's own: never forwarded. */
     for (k = 0; k < OWN__COUNT; k++) {
         own[k].key = own_keys[k];
-        own[k].raw = NULL;
-        own[k].raw_len = 0;
+        own[k].raw = present[k] ? body + last[k].val_off : NULL;
+        own[k].raw_len = present[k] ? last[k].val_len : 0;
     }
+    own[OWN_RETURN_TOKEN_IDS].raw = NULL;
+    own[OWN_STOP_TOKEN_IDS].raw = NULL;
 
-    /* return_token_ids and stop_token_ids are the gateway's own: never forwarded */
     if (tr->n_stop_ids > 0 || json_object_get(root, "stop")) {
         json_t *stop = merged_stops(root, tr, v);
 
         json_decref(tr->stops);
         tr->stops = stop;
+        own[OWN_STOP].raw = NULL;
         if (json_array_size(stop) > 0) {
             stop_raw = json_dumps(stop, JSON_COMPACT);
             own_set(own, OWN_STOP, stop_raw);
@@ -265,42 +282,31 @@ gw_err_t gw_tok_req_body(const json_t *root, const char *body, size_t len, gw_to
         own_set(own, OWN_LOGPROBS, "true");
         if (!tr->client_logprobs || tr->client_top_zero)
             own_set(own, OWN_TOP_LOGPROBS, "1");
-        else
-            own_keep(own, OWN_TOP_LOGPROBS, body, len);
-    } else {
-        if (!tr->chat && !tr->client_logprobs)
-            own_set(own, OWN_LOGPROBS, "1");
-        else
-            own_keep(own, OWN_LOGPROBS, body, len);
-        own_keep(own, OWN_TOP_LOGPROBS, body, len);
+    } else if (!tr->chat && !tr->client_logprobs) {
+        own_set(own, OWN_LOGPROBS, "1");
     }
     own_set(own, OWN_VERBOSE, "true");
     if (tr->stream) {
         own_set(own, OWN_TIMINGS, "true");
         if (tr->chat) {
-            if (stream_options_raw(body, len, &so) != 0) {
-                rc = gw_errf(err, GW_EINTERNAL, NULL, "request body could not be rewritten");
-                goto out;
-            }
+            if (stream_options_raw(body, present[OWN_STREAM_OPTIONS] ? &last[OWN_STREAM_OPTIONS]
+                                                                     : NULL,
+                                   &so) != 0)
+                goto unscannable;
             own[OWN_STREAM_OPTIONS].raw = so.ptr;
             own[OWN_STREAM_OPTIONS].raw_len = so.len;
-        } else {
-            own_keep(own, OWN_STREAM_OPTIONS, body, len);
         }
-        own_keep(own, OWN_RETURN_TOKENS, body, len);
     } else {
-        own_keep(own, OWN_TIMINGS, body, len);
-        own_keep(own, OWN_STREAM_OPTIONS, body, len);
         own_set(own, OWN_RETURN_TOKENS, "true");
     }
 
-    /* the body jansson accepted always scans (jspan's depth bound is jansson's) */
-    if (gw_jedit_object(&e, body, len, 0, own, OWN__COUNT) != 0) {
-        rc = gw_errf(err, GW_EINTERNAL, NULL, "request body could not be rewritten");
-        goto out;
-    }
+    if (gw_jedit_object(&e, body, len, 0, own, OWN__COUNT) != 0)
+        goto unscannable;
     if (gw_jedit_apply(&e, body, len, out) != 0)
         rc = gw_errf(err, GW_ETOOBIG, NULL, "request body too large after rewriting");
+    goto out;
+unscannable:
+    rc = gw_errf(err, GW_EINTERNAL, NULL, "request body could not be rewritten");
 out:
     free(stop_raw);
     gw_buf_free(&so);
