@@ -25,10 +25,12 @@
 #include <check.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/jspan.h"
 #include "core/vocab.h"
 #include "openai/tokids.h"
 #include "testutil.h"
@@ -953,6 +955,132 @@ START_TEST(test_body_ceiling_exact)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------------
+ * Random bodies against the tree rewrite
+ * ------------------------------------------------------------------------------- */
+
+typedef struct frag {
+    const char *key;
+    const char *vals[6]; /* NULL-terminated */
+} frag_t;
+
+static const frag_t FRAGS[] = {
+    {"\"model\"", {"\"pub\"", NULL}},
+    {"\"temperature\"", {"0.7", "1e-5", NULL}},
+    {"\"x_ext\"", {"{ \"a\" : [1, 2.50, \"\\u00e9\\/\"] }", "-0.0", NULL}},
+    {"\"stream\"", {"true", "false", NULL}},
+    {"\"stop\"", {"\"merge\"", "[\"a\",\"\",\"a\"]", "null", "[]", "\"\"", NULL}},
+    {"\"stop_token_ids\"", {"[11]", "[3, 11, 14]", "[]", "[23,5]", "null", NULL}},
+    {"\"return_token_ids\"", {"true", "true", "false", "null", NULL}},
+    {"\"logprobs\"", {"true", "false", "2", "0", NULL}},
+    {"\"top_logprobs\"", {"0", "3", NULL}},
+    {"\"verbose\"", {"false", "true", NULL}},
+    {"\"timings_per_token\"", {"false", "true", NULL}},
+    {"\"stream_options\"",
+     {"{\"include_usage\":false, \"k\": 1e-5}", "null", "{}",
+      "{ \"include_usage\" : true , \"include_usage\" : false }", NULL}},
+    {"\"return_tokens\"", {"false", NULL}},
+    {"\"tools\"", {"[{}]", "[]", NULL}},
+    {"\"\\u0073top\"", {"[\"q\"]", NULL}},
+    {"\"n\"", {"2", NULL}},
+};
+#define N_FRAGS (sizeof(FRAGS) / sizeof(FRAGS[0]))
+
+static const char *const WS[] = {"", "", "", " ", "\n", "\t ", "\r\n  "};
+
+static uint32_t rnd(uint32_t *state)
+{
+    *state = *state * 1103515245u + 12345u;
+    return *state >> 8;
+}
+
+/* Appends a random object of owned and other members, repeated keys included. */
+static void random_body(uint32_t *st, gw_buf_t *b)
+{
+    size_t n = rnd(st) % 9, i;
+
+    gw_buf_adds(b, WS[rnd(st) % 7]);
+    gw_buf_adds(b, "{");
+    for (i = 0; i < n; i++) {
+        const frag_t *f = &FRAGS[rnd(st) % N_FRAGS];
+        size_t nv = 0;
+
+        while (f->vals[nv])
+            nv++;
+        if (i > 0) {
+            gw_buf_adds(b, WS[rnd(st) % 7]);
+            gw_buf_adds(b, ",");
+        }
+        gw_buf_adds(b, WS[rnd(st) % 7]);
+        gw_buf_adds(b, f->key);
+        gw_buf_adds(b, WS[rnd(st) % 7]);
+        gw_buf_adds(b, ":");
+        gw_buf_adds(b, WS[rnd(st) % 7]);
+        gw_buf_adds(b, f->vals[rnd(st) % nv]);
+    }
+    if (rnd(st) % 2) { /* mostly a token-ID request */
+        gw_buf_adds(b, n > 0 ? ",\"return_token_ids\":true" : "\"return_token_ids\":true");
+    }
+    gw_buf_adds(b, WS[rnd(st) % 7]);
+    gw_buf_adds(b, "}");
+    gw_buf_adds(b, WS[rnd(st) % 7]);
+}
+
+/* Every body the token-ID path takes: the spliced output parses to the tree rewrite's
+ * value, and no owned member appears twice in it. */
+START_TEST(test_body_random_vs_tree)
+{
+    static const char *const owned[] = {"return_token_ids", "stop_token_ids", "stop",
+                                        "logprobs", "top_logprobs", "verbose",
+                                        "timings_per_token", "stream_options",
+                                        "return_tokens", NULL};
+    uint32_t st = 20240611u;
+    size_t iter, taken = 0;
+
+    for (iter = 0; iter < 3000; iter++) {
+        gw_buf_t in, o;
+        json_t *root;
+        gw_tok_req_t tr;
+        gw_errbuf_t err = {{0}, {0}};
+        int chat = (int)(rnd(&st) % 2), rc;
+        size_t k;
+        char *tree;
+
+        gw_buf_init(&in, 1 << 16);
+        random_body(&st, &in);
+        root = json_loadb(in.ptr, in.len, 0, NULL);
+        ck_assert_msg(root != NULL, "generator: %s", in.ptr);
+        rc = gw_tok_req_detect(root, chat, 64, &tr, &err);
+        if (rc != 1) { /* not the token-ID path, or refused: nothing to build */
+            json_decref(root);
+            gw_buf_free(&in);
+            continue;
+        }
+        taken++;
+        gw_buf_init(&o, 1 << 16);
+        ck_assert_msg(gw_tok_req_body(root, in.ptr, in.len, &tr, vocab, &o, &err) == GW_OK,
+                      "%s: %s", in.ptr, err.msg);
+        tree = tree_body(root, &tr);
+        same_value(o.ptr, o.len, tree);
+        for (k = 0; owned[k]; k++) {
+            size_t it = 0, seen = 0;
+            gw_jspan_t m;
+
+            while ((rc = gw_json_object_next(o.ptr, o.len, 0, &it, &m)) == 1)
+                seen += (size_t)gw_json_key_eq(o.ptr, o.len, &m, owned[k]);
+            ck_assert_int_eq(rc, 0);
+            ck_assert_msg(seen <= 1, "%s twice in %s (from %s)", owned[k], o.ptr, in.ptr);
+        }
+        free(tree);
+        gw_buf_free(&o);
+        gw_tok_req_free(&tr);
+        json_decref(root);
+        gw_buf_free(&in);
+    }
+    ck_assert_uint_gt(taken, 1000);
+}
+END_TEST
+
 START_TEST(test_body_stop_id_out_of_range)
 {
     static const char body[] = "{\"stop_token_ids\":[3,24]}";
@@ -1790,6 +1918,7 @@ static Suite *tokids_suite(void)
     tcase_add_test(tc, test_body_stream_options_bytes);
     tcase_add_test(tc, test_body_huge_integer);
     tcase_add_test(tc, test_body_ceiling_exact);
+    tcase_add_test(tc, test_body_random_vs_tree);
     tcase_add_test(tc, test_body_stop_id_out_of_range);
     tcase_add_test(tc, test_body_ceiling);
     suite_add_tcase(s, tc);
