@@ -1,10 +1,12 @@
 /*
  * jedit.h - byte-preserving edits of serialized JSON: a list of (offset, delete, insert)
- * splices applied in one pass. Used with jspan.h to rewrite backend JSON while every
- * byte the gateway does not own passes through unchanged.
+ * splices applied in one pass. Used with jspan.h to rewrite backend JSON (and, on the
+ * token-ID path, the client's request) while every byte the gateway does not own passes
+ * through unchanged.
  *
- * Usage: gw_jedit_init, add splices (any order, non-overlapping), gw_jedit_apply into
- * an output buffer, gw_jedit_free. Single-threaded; the source must outlive the edit.
+ * Usage: gw_jedit_init, add splices (any order, non-overlapping) or a whole object's
+ * member edits (gw_jedit_object), gw_jedit_apply into an output buffer, gw_jedit_free.
+ * Single-threaded; the source must outlive the edit.
  */
 #ifndef GW_CORE_JEDIT_H
 #define GW_CORE_JEDIT_H
@@ -34,7 +36,8 @@ void gw_jedit_splice(gw_jedit_t *e, size_t off, size_t del, const char *ins, siz
 /* Removes the member described by m (from jspan) inside the object whose span starts at
  * obj_off, with the comma that separates it from a neighbour (the preceding one, except
  * for the first member). Removing several members works, except the first two members
- * of one object together. Also removes array elements (obj_off = the array's offset). */
+ * of one object together (gw_jedit_object handles any set). Also removes array elements
+ * (obj_off = the array's offset). */
 void gw_jedit_remove_member(gw_jedit_t *e, const char *src, size_t len, size_t obj_off,
                             const gw_jspan_t *m);
 /* Appends `"key":raw` as the last member of the object spanning [obj_off, obj_off+obj_len). */

@@ -311,26 +311,6 @@ int gw_json_key_eq(const char *p, size_t len, const gw_jspan_t *m, const char *k
     return k == klen;
 }
 
-int gw_json_member_last(const char *p, size_t len, size_t off, const char *key,
-                        gw_jspan_t *out)
-{
-    size_t it = 0;
-    gw_jspan_t m, last = {0, 0, 0};
-    int rc, found = 0;
-
-    while ((rc = gw_json_object_next(p, len, off, &it, &m)) == 1) {
-        if (gw_json_key_eq(p, len, &m, key)) {
-            last = m;
-            found = 1;
-        }
-    }
-    if (rc < 0)
-        return -1;
-    if (found)
-        *out = last;
-    return found;
-}
-
 int gw_json_array_next(const char *p, size_t len, size_t off, size_t *it, gw_jspan_t *el)
 {
     size_t i, end;

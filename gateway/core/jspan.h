@@ -3,7 +3,7 @@
  *
  * The relay must pass backend JSON through byte for byte (jansson would reformat
  * floats such as 0.843 as 0.84299999999999997), yet rewrite a few members (`model`,
- * and in the token-ID path `logprobs`, `token_ids`). These functions find the byte
+ * and in the token-ID path `logprobs`, `token_ids`, and the request members it owns). These functions find the byte
  * span of a member's value so that the caller can splice. They validate only the
  * structure they walk (strings, nesting); a caller that needs full validation parses
  * with jansson. Pure functions, any thread.
@@ -50,15 +50,6 @@ int gw_json_object_next(const char *p, size_t len, size_t off, size_t *it, gw_js
  * key is NUL-terminated UTF-8.
  */
 int gw_json_key_eq(const char *p, size_t len, const gw_jspan_t *m, const char *key);
-
-/*
- * Like gw_json_member, but finds the LAST member named key, compared decoded (as
- * gw_json_key_eq): the occurrence whose value jansson and llama-server keep when a key
- * is repeated. Returns 1 with *out filled, 0 when absent, -1 if p[off] is not a
- * well-formed object.
- */
-int gw_json_member_last(const char *p, size_t len, size_t off, const char *key,
-                        gw_jspan_t *out);
 
 /*
  * Iterates the elements of the array at p[off]. Start with *it = 0. Each call returns

@@ -504,7 +504,7 @@ END_TEST
 START_TEST(test_object_malformed_adds_nothing)
 {
     static const gw_jmember_set_t set[] = {DEL("x"), SET("p", "1")};
-    static const char *const bad[] = {"",        "[]", "{\"x\":1,", "{\"a\":1,\"x\":}",
+    static const char *const bad[] = {"", "[]", "{\"x\":1,", "{\"a\":1,\"x\":}",
                                       "{\"x\":1 \"a\":2}", "{\"a\":[1}", NULL};
     gw_jedit_t e;
     size_t i;

@@ -8,8 +8,7 @@
  * matched, and malformed objects. gw_json_array_next: empty, one and many elements,
  * whitespace, malformed separators. gw_json_span_is_string. gw_json_object_next (every
  * member, repeated keys, whitespace, malformed objects), gw_json_key_eq (escapes decoded:
- * \u with surrogate pairs, the short escapes; malformed escapes never match) and
- * gw_json_member_last.
+ * \u with surrogate pairs, the short escapes; malformed escapes never match).
  *
  * A scanner that loops on bad input would hang the relay thread, so the inputs that
  * once did (a NUL byte where a value starts) run in a child process under alarm():
@@ -491,7 +490,7 @@ START_TEST(test_span_is_string)
 END_TEST
 
 /* ---------------------------------------------------------------------------------
- * gw_json_object_next, gw_json_key_eq, gw_json_member_last
+ * gw_json_object_next, gw_json_key_eq
  * ------------------------------------------------------------------------------- */
 
 /* Walks the object at doc[0] and checks each member's key and value bytes against
@@ -599,30 +598,6 @@ START_TEST(test_key_eq_decoded)
 }
 END_TEST
 
-START_TEST(test_member_last)
-{
-    const char *doc = " {\"a\":1, \"b\":2,\"\\u0061\" : [3] ,\"c\":{\"a\":4}}";
-    size_t len = strlen(doc);
-    gw_jspan_t m = {7, 7, 7};
-
-    ck_assert_int_eq(gw_json_member_last(doc, len, 0, "a", &m), 1);
-    ck_assert_uint_eq(m.val_len, 3);
-    ck_assert_int_eq(memcmp(doc + m.val_off, "[3]", 3), 0);
-    ck_assert_int_eq(memcmp(doc + m.mem_off, "\"\\u0061\"", 8), 0);
-    ck_assert_int_eq(gw_json_member_last(doc, len, 0, "b", &m), 1);
-    ck_assert_int_eq(memcmp(doc + m.val_off, "2", 1), 0);
-    /* absent, and nested members do not count */
-    m.val_off = 99;
-    ck_assert_int_eq(gw_json_member_last(doc, len, 0, "x", &m), 0);
-    ck_assert_uint_eq(m.val_off, 99);
-    ck_assert_int_eq(gw_json_member_last(S("{}"), 0, "a", &m), 0);
-    /* found before the damage: still malformed, *out untouched */
-    ck_assert_int_eq(gw_json_member_last(S("{\"a\":1,\"a\":}"), 0, "a", &m), -1);
-    ck_assert_uint_eq(m.val_off, 99);
-    ck_assert_int_eq(gw_json_member_last(S("[1]"), 0, "a", &m), -1);
-}
-END_TEST
-
 static Suite *jspan_suite(void)
 {
     Suite *s = suite_create("jspan");
@@ -651,7 +626,6 @@ static Suite *jspan_suite(void)
     tcase_add_test(tc, test_object_next_members);
     tcase_add_test(tc, test_object_next_malformed);
     tcase_add_test(tc, test_key_eq_decoded);
-    tcase_add_test(tc, test_member_last);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("array");
