@@ -543,22 +543,40 @@ static enum MHD_Result h_model_one(gw_req_t *r, struct MHD_Connection *c)
     return queue_body(r, c, 200, s, "application/json");
 }
 
+/*
+ * POST /v1/... routed by `model`. The fast path (gw_oai_check) validates the bytes and
+ * reads `model` and `stream` without a tree; bodies it declines (errors, token-ID
+ * fields, escaped model names) take the jansson path, which words every error.
+ */
 static enum MHD_Result h_oai(gw_req_t *r, struct MHD_Connection *c, const char *method)
 {
+    gw_oai_kind_t kind = (gw_oai_kind_t)r->route->oai_kind;
     gw_errbuf_t err;
+    gw_oai_fast_t fast;
     json_t *root = NULL;
     gw_err_t e;
     gw_model_t *m;
     const char *name;
     size_t name_len;
+    int stream;
 
     if (body_too_deep(r))
         return queue_too_deep(r, c);
-    e = gw_oai_parse(r->body.ptr, r->body.len, (gw_oai_kind_t)r->route->oai_kind, &root, &err);
-    if (e != GW_OK)
-        return gw__queue_error(r, c, e, err.param, "%s", err.msg);
-    name = json_string_value(json_object_get(root, "model"));
-    name_len = json_string_length(json_object_get(root, "model"));
+    if (gw_oai_check(r->body.ptr, r->body.len, kind, &fast)) {
+        name = fast.model; /* a view into r->body, not NUL-terminated */
+        name_len = fast.model_len;
+        stream = fast.stream;
+    } else {
+        json_t *model;
+
+        e = gw_oai_parse(r->body.ptr, r->body.len, kind, &root, &err);
+        if (e != GW_OK)
+            return gw__queue_error(r, c, e, err.param, "%s", err.msg);
+        model = json_object_get(root, "model");
+        name = json_string_value(model);
+        name_len = json_string_length(model);
+        stream = json_is_true(json_object_get(root, "stream"));
+    }
     snprintf(r->model, sizeof(r->model), "%.*s", (int)name_len, name);
     m = gw_registry_find(r->srv->reg, name, name_len);
     if (m == NULL) {
@@ -568,7 +586,7 @@ static enum MHD_Result h_oai(gw_req_t *r, struct MHD_Connection *c, const char *
         json_decref(root);
         return rc;
     }
-    if (strlen(name) != name_len || name_len >= sizeof(r->model)) {
+    if (memchr(name, '\0', name_len) != NULL || name_len >= sizeof(r->model)) {
         json_decref(root);
         return gw__queue_error(r, c, GW_EPARAM, "model", "'model' is not a valid model name");
     }
@@ -576,11 +594,11 @@ static enum MHD_Result h_oai(gw_req_t *r, struct MHD_Connection *c, const char *
         json_decref(root);
         return deny_model(r, c, r->model, strlen(r->model));
     }
-    r->stream = json_is_true(json_object_get(root, "stream"));
-    if (r->route->oai_kind == GW_OAI_CHAT || r->route->oai_kind == GW_OAI_COMPLETIONS) {
+    r->stream = stream;
+    if (root != NULL && (kind == GW_OAI_CHAT || kind == GW_OAI_COMPLETIONS)) {
         gw_tok_req_t tr;
-        int t = gw_tok_req_detect(root, r->route->oai_kind == GW_OAI_CHAT,
-                                  r->srv->conf->max_stop_token_ids, &tr, &err);
+        int t = gw_tok_req_detect(root, kind == GW_OAI_CHAT, r->srv->conf->max_stop_token_ids,
+                                  &tr, &err);
 
         if (t < 0) {
             json_decref(root);

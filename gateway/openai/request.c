@@ -1,7 +1,13 @@
-/* request.c - OpenAI request validation tables. */
+/*
+ * request.c - OpenAI request validation: the rule tables, the tree path (gw_oai_parse)
+ * and the fast path over the bytes (gw_oai_check).
+ */
 #include "openai/request.h"
 
 #include <string.h>
+
+#include "core/jcheck.h"
+#include "core/jspan.h"
 
 /* Allowed JSON types, as a bit set. */
 enum {
@@ -69,6 +75,23 @@ static const field_rule_t embedding_rules[] = {
     {"user", T_STR | T_NULL, 0, "a string"},
     {NULL, 0, 0, NULL},
 };
+
+/* The table for an endpoint, NULL when only `model` is checked. */
+static const field_rule_t *rules_for(gw_oai_kind_t kind)
+{
+    switch (kind) {
+    case GW_OAI_CHAT:
+        return chat_rules;
+    case GW_OAI_COMPLETIONS:
+        return completion_rules;
+    case GW_OAI_EMBEDDINGS:
+        return embedding_rules;
+    default:
+        return NULL;
+    }
+}
+
+/* ================================================================ tree path == */
 
 static unsigned type_bit(const json_t *v)
 {
@@ -175,24 +198,126 @@ gw_err_t gw_oai_parse(const char *body, size_t len, gw_oai_kind_t kind, json_t *
                      type_name(model));
         goto out;
     }
-    switch (kind) {
-    case GW_OAI_CHAT:
-        rc = check_rules(r, chat_rules, err);
-        break;
-    case GW_OAI_COMPLETIONS:
-        rc = check_rules(r, completion_rules, err);
-        break;
-    case GW_OAI_EMBEDDINGS:
-        rc = check_rules(r, embedding_rules, err);
-        break;
-    default:
-        rc = GW_OK;
-        break;
-    }
+    rc = rules_for(kind) ? check_rules(r, rules_for(kind), err) : GW_OK;
 out:
     if (rc != GW_OK)
         json_decref(r);
     else
         *root = r;
     return rc;
+}
+
+/* ================================================================ fast path == */
+
+/* Room for the rules of the largest table; checked at compile time. */
+#define MAX_RULES 24
+_Static_assert(sizeof(chat_rules) / sizeof(chat_rules[0]) <= MAX_RULES &&
+                   sizeof(completion_rules) / sizeof(completion_rules[0]) <= MAX_RULES &&
+                   sizeof(embedding_rules) / sizeof(embedding_rules[0]) <= MAX_RULES,
+               "MAX_RULES is too small for a rule table");
+
+/* Decoded keys longer than this cannot be a name we look for (the longest is 21). */
+#define KEY_MAX 64
+
+#define ABSENT (-1)
+
+static unsigned jtype_bit(gw_jtype_t t)
+{
+    switch (t) {
+    case GW_JT_STRING:
+        return T_STR;
+    case GW_JT_INTEGER:
+        return T_INT | T_NUM;
+    case GW_JT_REAL:
+        return T_NUM;
+    case GW_JT_TRUE:
+    case GW_JT_FALSE:
+        return T_BOOL;
+    case GW_JT_ARRAY:
+        return T_ARR;
+    case GW_JT_OBJECT:
+        return T_OBJ;
+    default:
+        return T_NULL;
+    }
+}
+
+static int key_is(const char *k, size_t kl, const char *name)
+{
+    return kl > 0 && k[0] == name[0] && strlen(name) == kl && memcmp(k, name, kl) == 0;
+}
+
+/* The validated array at v holds only strings (check_rules's `stop[i]` rule). */
+static int all_strings(const char *body, const gw_jmember_t *v)
+{
+    gw_jspan_t el;
+    size_t it = 0;
+    int rc;
+
+    while ((rc = gw_json_array_next(body + v->val_off, v->val_len, 0, &it, &el)) == 1)
+        if (body[v->val_off + el.val_off] != '"')
+            return 0;
+    return rc == 0;
+}
+
+int gw_oai_check(const char *body, size_t len, gw_oai_kind_t kind, gw_oai_fast_t *out)
+{
+    const field_rule_t *rules = rules_for(kind), *r;
+    int tokids = kind == GW_OAI_CHAT || kind == GW_OAI_COMPLETIONS;
+    int last[MAX_RULES]; /* the type of each rule's last member, or ABSENT */
+    int have_model = 0, have_stop = 0, stream = 0, rc;
+    gw_jmember_t m, model, stop;
+    gw_jcheck_obj_t it;
+    char kbuf[KEY_MAX];
+    size_t n;
+
+    for (n = 0; n < MAX_RULES; n++)
+        last[n] = ABSENT;
+    memset(&model, 0, sizeof(model));
+    memset(&stop, 0, sizeof(stop));
+    gw_jcheck_obj_init(&it, 0, GW_JCHECK_MAX_DEPTH);
+    while ((rc = gw_jcheck_obj_next(body, len, &it, &m)) == 1) {
+        const char *k = body + m.key_off;
+        size_t kl = m.key_len;
+
+        if (m.key_escaped) {
+            kl = gw_jcheck_unescape(k, kl, kbuf, sizeof(kbuf));
+            if (kl == (size_t)-1)
+                continue; /* longer than every name below */
+            k = kbuf;
+        }
+        if (key_is(k, kl, "model")) {
+            model = m;
+            have_model = 1;
+        } else if (key_is(k, kl, "stream")) {
+            stream = m.type == GW_JT_TRUE;
+        } else if (key_is(k, kl, "stop")) {
+            stop = m;
+            have_stop = 1;
+        } else if (tokids &&
+                   (key_is(k, kl, "stop_token_ids") || key_is(k, kl, "return_token_ids"))) {
+            return 0;
+        }
+        for (r = rules; r && r->name; r++)
+            if (key_is(k, kl, r->name))
+                last[r - rules] = (int)m.type;
+    }
+    if (rc < 0 || !gw_jcheck_rest_ws(body, len, it.pos))
+        return 0;
+    if (!have_model || model.type != GW_JT_STRING ||
+        memchr(body + model.val_off, '\\', model.val_len) != NULL)
+        return 0;
+    for (r = rules; r && r->name; r++) {
+        int t = last[r - rules];
+
+        if (t == ABSENT ? r->required : (jtype_bit((gw_jtype_t)t) & r->types) == 0)
+            return 0;
+    }
+    if (rules && rules != embedding_rules && have_stop && stop.type == GW_JT_ARRAY &&
+        !all_strings(body, &stop))
+        return 0;
+    out->model = body + model.val_off + 1;
+    out->model_len = model.val_len - 2;
+    out->stream = stream;
+    return 1;
 }
