@@ -1,13 +1,16 @@
 /*
  * fuzz_request.c - libFuzzer target for the request path that sees client and backend
- * JSON: the depth guard and structural scanner (core/jspan.c), request validation
- * (openai/request.c gw_oai_parse) and the model rewrite (openai/rewrite.c
- * gw_oai_set_model).
+ * JSON: the depth guard and structural scanner (core/jspan.c), the strict checker
+ * (core/jcheck.c), request validation (openai/request.c gw_oai_check and gw_oai_parse)
+ * and the model rewrite (openai/rewrite.c gw_oai_set_model).
  *
  * Input: byte 0 picks the endpoint kind, the rest is the body. As the gateway does,
  * gw_oai_parse only runs on a body that passes gw_json_depth_ok. Properties:
  *   1. gw_oai_parse returns GW_OK with an object that has a string "model", or an
  *      error with a message; never both, never a leak.
+ *   1a. differential: when gw_oai_check says yes, gw_oai_parse says GW_OK and its tree
+ *      has the same model bytes and stream verdict; when gw_jcheck_text accepts a body,
+ *      json_loadb(JSON_DECODE_ANY) accepts it too. A disagreement aborts.
  *   2. gw_oai_set_model either copies the input byte for byte (0) or splices (1); when
  *      it splices and the input is valid JSON (no duplicate keys), the output is valid
  *      JSON equal to the input with "model" replaced; the scanner never reads past len.
@@ -18,6 +21,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/jcheck.h"
 #include "core/jspan.h"
 #include "openai/request.h"
 #include "openai/rewrite.h"
@@ -35,19 +39,46 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void check_parse(const char *body, size_t len, gw_oai_kind_t kind)
 {
     gw_errbuf_t err;
-    json_t *root = (json_t *)1;
+    gw_oai_fast_t fast;
+    json_t *root = (json_t *)1, *model;
     gw_err_t rc;
+    int f;
 
     memset(&err, 0, sizeof(err));
+    f = gw_oai_check(body, len, kind, &fast);
     rc = gw_oai_parse(body, len, kind, &root, &err);
+    if (f != 0 && f != 1)
+        abort();
     if (rc == GW_OK) {
         if (root == NULL || !json_is_object(root) ||
             !json_is_string(json_object_get(root, "model")))
             abort();
+        if (f) {
+            model = json_object_get(root, "model");
+            if (fast.model < body || fast.model_len > len ||
+                fast.model_len != json_string_length(model) ||
+                memcmp(fast.model, json_string_value(model), fast.model_len) != 0 ||
+                fast.stream != json_is_true(json_object_get(root, "stream")))
+                abort();
+        }
         json_decref(root);
-    } else if (root != NULL || err.msg[0] == '\0') {
+    } else if (root != NULL || err.msg[0] == '\0' || f) {
         abort();
     }
+}
+
+/* The checker alone: never accepts what jansson rejects. */
+static void check_jcheck(const char *body, size_t len)
+{
+    json_error_t je;
+    json_t *v;
+
+    if (!gw_jcheck_text(body, len, GW_JCHECK_MAX_DEPTH, NULL))
+        return;
+    v = json_loadb(body, len, JSON_DECODE_ANY, &je);
+    if (v == NULL)
+        abort();
+    json_decref(v);
 }
 
 static void check_set_model(const char *body, size_t len)
@@ -100,6 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (gw_json_depth_ok(copy, len, 64))
         check_parse(copy, len, (gw_oai_kind_t)(data[0] % 4));
+    check_jcheck(copy, len);
     check_set_model(copy, len);
 
     /* the scanner on its own: skip, member lookups, array walk */
