@@ -213,6 +213,62 @@ class TwoBackends(GatewayTestCase):
             self.assertEqual(e["type"], typ)
         return e
 
+    # ------------------------------------------------ request fast path (no tree)
+
+    def test_duplicate_model_routes_by_last(self):
+        # jansson and llama-server keep the last occurrence of a key: so does the gateway's
+        # tree-free check, for model, stream and the type rules
+        msgs = '"messages":[{"role":"user","content":"Hi"}],"max_tokens":4'
+        cases = [
+            ('{"model":"alpha",%s,"model":"beta"}' % msgs, "beta", self.b, self.a),
+            ('{"model":5,"model":"beta",%s}' % msgs, "beta", self.b, self.a),
+            ('{"model":"beta",%s,"mod\\u0065l":"a2"}' % msgs, "a2", self.a, self.b),
+            ('{"model":"alpha","stream":true,%s,"stream":false,"model":"beta"}' % msgs,
+             "beta", self.b, self.a),
+        ]
+        for raw, name, hit, miss in cases:
+            self.a.reset()
+            self.b.reset()
+            body = raw.encode()
+            st, hdrs, resp = request("127.0.0.1", self.port, "POST", CHAT, body)
+            self.assertEqual(st, 200, (raw, resp))
+            j = json.loads(resp)  # not a stream: the last "stream" is false
+            self.assertEqual(j["model"], name)
+            recs = hit.log_records()
+            self.assertEqual(len(recs), 1, raw)
+            self.assertEqual(recs[0]["body"].encode(), body)  # byte for byte
+            self.assertEqual(miss.log_records(), [], raw)
+        # the last member also decides the type checks
+        st, _, resp = request("127.0.0.1", self.port, "POST", CHAT,
+                              ('{"model":"alpha",%s,"model":null}' % msgs).encode())
+        self.assertEqual(st, 400)
+        e = self.err(st, resp, param="model")
+        self.assertEqual(e["message"], "'model' must be a string, got null")
+        st, _, resp = request("127.0.0.1", self.port, "POST", CHAT,
+                              ('{"model":"alpha",%s,"stream":true,"stream":"yes"}' % msgs).encode())
+        self.assertEqual(st, 400)
+        self.assertEqual(self.err(st, resp, param="stream")["message"],
+                         "'stream' must be a boolean, got a string")
+        self.assertEqual(self.a.log_records(), [])
+
+    def test_large_prompt_forwarded_byte_identical(self):
+        # ~1 MB of prompt with escapes, UTF-8 and a float jansson would reformat: the
+        # backend receives exactly the client's bytes
+        unit = r'Caf\u00e9 \"quoted\" caf\u00c3\u00a9 \\ line\n \u2603 ' + "\u00e9\u65e5 "
+        n = (1 << 20) // len(unit.encode()) + 1
+        prompt = unit * n
+        body = ('{ "model" : "alpha",\n  "prompt": "%s",\n  "temperature": 0.843,'
+                ' "max_tokens": 2, "seed": -9223372036854775808 }' % prompt).encode()
+        self.assertGreater(len(body), 1 << 20)
+        st, _, resp = request("127.0.0.1", self.port, "POST", COMPL, body)
+        recs = self.a.log_records()
+        self.assertEqual(len(recs), 1)
+        self.assertEqual(recs[0]["path"], COMPL)
+        self.assertEqual(len(recs[0]["body"].encode()), len(body))
+        self.assertEqual(recs[0]["body"].encode(), body)
+        # whatever the backend answered (its context is small) is relayed
+        self.assertEqual(st, recs[0]["status"], resp[:300])
+
     def test_error_unknown_model(self):
         st, _, resp = request("127.0.0.1", self.port, "POST", CHAT, json.dumps(chat_body("nope")))
         self.assertEqual(st, 404)
