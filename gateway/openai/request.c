@@ -242,9 +242,15 @@ static unsigned jtype_bit(gw_jtype_t t)
     }
 }
 
+/* The checked key k (kl bytes, never a NUL: jcheck refuses \u0000) is the name. */
 static int key_is(const char *k, size_t kl, const char *name)
 {
-    return kl > 0 && k[0] == name[0] && strlen(name) == kl && memcmp(k, name, kl) == 0;
+    size_t i;
+
+    for (i = 0; i < kl; i++)
+        if (k[i] != name[i]) /* also stops at name's NUL */
+            return 0;
+    return name[kl] == '\0';
 }
 
 /* The validated array at v holds only strings (check_rules's `stop[i]` rule). */
