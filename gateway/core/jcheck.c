@@ -362,7 +362,7 @@ static int level_is_obj(const unsigned char *bits, unsigned level)
 size_t gw_jcheck_value(const char *p, size_t len, size_t i, unsigned max_depth,
                        gw_jtype_t *type)
 {
-    unsigned char is_obj[GW_JCHECK_MAX_DEPTH / 8]; /* one bit per open level */
+    unsigned char is_obj[GW_JCHECK_MAX_DEPTH / 8] = {0}; /* one bit per open level */
     unsigned depth = 0;
     scan_state_t st = ST_VALUE;
     gw_jtype_t t = GW_JT_NULL;
@@ -446,7 +446,7 @@ size_t gw_jcheck_value(const char *p, size_t len, size_t i, unsigned max_depth,
             i++;
             st = ST_VALUE;
             break;
-        case ST_AFTER:
+        case ST_AFTER: /* not reached: the loop below always leaves this state */
             break;
         }
         /* ST_AFTER: close levels until a ',' or depth 0 */
