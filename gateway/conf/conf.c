@@ -47,6 +47,7 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "core/text.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 
@@ -768,17 +769,6 @@ int gw_conf_key_name_ok(const char *s)
            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* 64 hex digits (either case) into 32 bytes; 0 if s is anything else. */
 static int parse_sha256(const char *s, unsigned char out[32])
 {
@@ -787,7 +777,8 @@ static int parse_sha256(const char *s, unsigned char out[32])
     if (strlen(s) != 64)
         return 0;
     for (i = 0; i < 32; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        int hi = gw_text_hexval((unsigned char)s[2 * i]),
+            lo = gw_text_hexval((unsigned char)s[2 * i + 1]);
 
         if (hi < 0 || lo < 0)
             return 0;

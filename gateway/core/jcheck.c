@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/jspan.h"
+#include "core/text.h"
+
 #define BAD ((size_t)-1)
 
 static size_t ws(const char *p, size_t len, size_t i)
@@ -43,17 +46,6 @@ static int plain8(uint64_t w)
     return ((w & high) | ctl | q | b) == 0;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The code unit of "XXXX" at p[i] (4 hex digits), or -1. */
 static long hex4(const char *p, size_t len, size_t i)
 {
@@ -63,7 +55,7 @@ static long hex4(const char *p, size_t len, size_t i)
     if (i > len || len - i < 4)
         return -1;
     for (k = 0; k < 4; k++) {
-        int h = hexval((unsigned char)p[i + k]);
+        int h = gw_text_hexval((unsigned char)p[i + k]);
 
         if (h < 0)
             return -1;
@@ -188,58 +180,19 @@ size_t gw_jcheck_unescape(const char *s, size_t n, char *out, size_t cap)
     size_t i = 0, o = 0;
 
     while (i < n) {
-        unsigned long u;
-        char c = s[i];
+        unsigned char b[4];
+        size_t k;
 
-        if (c != '\\') {
-            if (o == cap)
-                return BAD;
-            out[o++] = c;
-            i++;
-            continue;
+        if (s[i] != '\\') {
+            b[0] = (unsigned char)s[i++];
+            k = 1;
+        } else if ((k = gw_json_unescape(s, n, &i, b)) == 0) {
+            return BAD;
         }
-        c = s[i + 1];
-        i += 2;
-        if (c != 'u') {
-            if (o == cap)
-                return BAD;
-            out[o++] = c == 'b'   ? '\b'
-                       : c == 'f' ? '\f'
-                       : c == 'n' ? '\n'
-                       : c == 'r' ? '\r'
-                       : c == 't' ? '\t'
-                                  : c; /* '"', '\\', '/' */
-            continue;
-        }
-        u = (unsigned long)hex4(s, n, i);
-        i += 4;
-        if (u >= 0xD800 && u <= 0xDBFF) {
-            u = 0x10000 + ((u - 0xD800) << 10) + ((unsigned long)hex4(s, n, i + 2) - 0xDC00);
-            i += 6;
-        }
-        if (u < 0x80) {
-            if (cap - o < 1)
-                return BAD;
-            out[o++] = (char)u;
-        } else if (u < 0x800) {
-            if (cap - o < 2)
-                return BAD;
-            out[o++] = (char)(0xC0 | (u >> 6));
-            out[o++] = (char)(0x80 | (u & 0x3F));
-        } else if (u < 0x10000) {
-            if (cap - o < 3)
-                return BAD;
-            out[o++] = (char)(0xE0 | (u >> 12));
-            out[o++] = (char)(0x80 | ((u >> 6) & 0x3F));
-            out[o++] = (char)(0x80 | (u & 0x3F));
-        } else {
-            if (cap - o < 4)
-                return BAD;
-            out[o++] = (char)(0xF0 | (u >> 18));
-            out[o++] = (char)(0x80 | ((u >> 12) & 0x3F));
-            out[o++] = (char)(0x80 | ((u >> 6) & 0x3F));
-            out[o++] = (char)(0x80 | (u & 0x3F));
-        }
+        if (cap - o < k)
+            return BAD;
+        memcpy(out + o, b, k);
+        o += k;
     }
     return o;
 }

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "core/text.h"
+
 static size_t ws(const char *p, size_t len, size_t i)
 {
     while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
@@ -184,17 +186,6 @@ int gw_json_object_next(const char *p, size_t len, size_t off, size_t *it, gw_js
     return 1;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The code unit of the \uXXXX escape at p[i] (p[i] == '\\'), or -1. */
 static long hex4(const char *p, size_t end, size_t i)
 {
@@ -204,7 +195,7 @@ static long hex4(const char *p, size_t end, size_t i)
     if (i + 6 > end || p[i + 1] != 'u')
         return -1;
     for (k = 2; k < 6; k++) {
-        int h = hexval(p[i + k]);
+        int h = gw_text_hexval((unsigned char)p[i + k]);
 
         if (h < 0)
             return -1;
@@ -213,9 +204,7 @@ static long hex4(const char *p, size_t end, size_t i)
     return v;
 }
 
-/* Decodes the escape at p[i] (p[i] == '\\', the string ends at end) into UTF-8 in b.
- * Returns the bytes written (0 if malformed) and advances *i past the escape. */
-static size_t unescape(const char *p, size_t end, size_t *i, unsigned char b[4])
+size_t gw_json_unescape(const char *p, size_t end, size_t *i, unsigned char b[4])
 {
     long cp, lo;
 
@@ -301,7 +290,7 @@ int gw_json_key_eq(const char *p, size_t len, const gw_jspan_t *m, const char *k
         if (p[i] != '\\') {
             b[0] = (unsigned char)p[i++];
             n = 1;
-        } else if ((n = unescape(p, end, &i, b)) == 0) {
+        } else if ((n = gw_json_unescape(p, end, &i, b)) == 0) {
             return 0;
         }
         if (k + n > klen || memcmp(key + k, b, n) != 0)

@@ -52,6 +52,13 @@ int gw_json_object_next(const char *p, size_t len, size_t off, size_t *it, gw_js
 int gw_json_key_eq(const char *p, size_t len, const gw_jspan_t *m, const char *key);
 
 /*
+ * Decodes the escape at p[*i] (p[*i] == '\\', the string ends at end) into UTF-8 in b.
+ * Returns the bytes written (0 if malformed: a lone surrogate, a bad \u escape) and
+ * advances *i past the escape (both halves of a surrogate pair).
+ */
+size_t gw_json_unescape(const char *p, size_t end, size_t *i, unsigned char b[4]);
+
+/*
  * Iterates the elements of the array at p[off]. Start with *it = 0. Each call returns
  * 1 and the element's span in *el (val_off/val_len), 0 at the end, -1 if malformed.
  */

@@ -41,3 +41,14 @@ size_t gw_text_utf8_fix(char *s)
     }
     return fixed;
 }
+
+int gw_text_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

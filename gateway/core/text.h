@@ -17,4 +17,7 @@
  */
 size_t gw_text_utf8_fix(char *s);
 
+/* The value of one hex digit (either case), or -1. */
+int gw_text_hexval(int c);
+
 #endif
