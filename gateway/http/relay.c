@@ -878,6 +878,11 @@ enum MHD_Result gw__proxy_start(gw_req_t *r, struct MHD_Connection *c, gw_model_
         px->suspended = 1;
         MHD_suspend_connection(c);
     }
+    /* post first: the watch's epoll_ctl then overlaps the upstream thread's wake-up. The
+     * client fd stays open meanwhile: this worker is the one that would close it, and it
+     * is still in this handler */
+    if (rc == GW_OK && !px->wait.queued)
+        proxy_post(px);
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci && rc == GW_OK)
         gw_upstream_watch(px->up, &px->x, ci->connect_fd);
@@ -897,8 +902,6 @@ enum MHD_Result gw__proxy_start(gw_req_t *r, struct MHD_Connection *c, gw_model_
         r->phase = PH_DONE;
         return commit_stream(r, c, px);
     }
-    if (!px->wait.queued)
-        proxy_post(px);
     return MHD_YES;
 }
 
