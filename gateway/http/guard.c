@@ -315,6 +315,7 @@ gw_err_t gw_guard_new(const gw_conf_t *conf, gw_registry_t *reg, gw_guard_t **ou
         return gw_errf(err, GW_EINTERNAL, NULL, "cannot start the connection reaper thread");
     }
     g->thread_started = 1;
+    pthread_setname_np(g->reaper, "gw-reaper");
     *out = g;
     return GW_OK;
 }

@@ -148,6 +148,7 @@ static int on_up_connected(void *ud, char *ip, char *local_ip, int port, int loc
     (void)port;
     (void)local_port;
     px->connected = 1;
+    gw_upstream_connected(px->up, &px->x);
     gw_upstream_set_deadline(px->up, &px->x,
                              gw_now_ms() + px->srv->conf->first_byte_timeout_ms);
     return CURL_PREREQFUNC_OK;
@@ -689,7 +690,7 @@ static void proxy_begin(gw_proxy_t *px)
     curl_easy_setopt(px->x.easy, CURLOPT_URL, url.ptr);
     gw_buf_free(&url);
     /* the connect deadline; on_up_connected switches to the first-byte one */
-    px->x.deadline_ms = gw_now_ms() + px->srv->conf->connect_timeout_ms;
+    px->x.connect_deadline_ms = gw_now_ms() + px->srv->conf->connect_timeout_ms;
 }
 
 /* Supervisor thread: the model is ready (the lease is ours) or could not be started. */

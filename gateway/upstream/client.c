@@ -40,6 +40,7 @@ struct gw_upstream {
     int sleeping;               /* under qmu: the thread is (about to be) in epoll_wait */
     int wake_pending;           /* under qmu: the eventfd was written since it slept */
     gw_xfer_t active;           /* sentinel of the list of transfers in the multi */
+    gw_xfer_t connecting;       /* sentinel of the FIFO of connect deadlines */
     uint64_t armed_deadline;    /* 0 = deadline timer disarmed */
 };
 
@@ -197,6 +198,56 @@ static void scan_deadlines(gw_upstream_t *u)
         arm_deadline(u, next);
 }
 
+/* ---------------------------------------------------------- connect deadlines - */
+
+static void cfifo_unlink(gw_xfer_t *x)
+{
+    if (!x->in_cfifo)
+        return;
+    x->cprev->cnext = x->cnext;
+    x->cnext->cprev = x->cprev;
+    x->cprev = x->cnext = NULL;
+    x->in_cfifo = 0;
+}
+
+/* Deadlines mostly arrive in order (start time + one configured timeout): insert from
+ * the tail. */
+static void cfifo_insert(gw_upstream_t *u, gw_xfer_t *x)
+{
+    gw_xfer_t *at = u->connecting.cprev;
+
+    while (at != &u->connecting && at->connect_deadline_ms > x->connect_deadline_ms)
+        at = at->cprev;
+    x->cprev = at;
+    x->cnext = at->cnext;
+    at->cnext->cprev = x;
+    at->cnext = x;
+    x->in_cfifo = 1;
+}
+
+void gw_upstream_connected(gw_upstream_t *u, gw_xfer_t *x)
+{
+    (void)u;
+    cfifo_unlink(x);
+    x->connect_deadline_ms = 0;
+}
+
+/* Ends the transfers whose connect deadline has passed (their owners' on_deadline). */
+static void run_connect_deadlines(gw_upstream_t *u)
+{
+    uint64_t now;
+    gw_xfer_t *x;
+
+    if (u->connecting.cnext == &u->connecting)
+        return;
+    now = gw_now_ms();
+    while ((x = u->connecting.cnext) != &u->connecting && x->connect_deadline_ms <= now) {
+        cfifo_unlink(x);
+        x->connect_deadline_ms = 0;
+        x->ops->on_deadline(x); /* may abort x */
+    }
+}
+
 /* ---------------------------------------------------------------- multi ------- */
 
 static void unlink_active(gw_xfer_t *x)
@@ -213,6 +264,7 @@ void gw_upstream_abort(gw_upstream_t *u, gw_xfer_t *x, CURLcode rc)
     curl_multi_remove_handle(u->multi, x->easy);
     x->in_multi = 0;
     unlink_active(x);
+    cfifo_unlink(x);
     x->ops->on_done(x, rc);
 }
 
@@ -230,6 +282,8 @@ void gw_upstream_add(gw_upstream_t *u, gw_xfer_t *x)
     u->active.next = x;
     if (x->deadline_ms)
         gw_upstream_set_deadline(u, x, x->deadline_ms);
+    if (x->connect_deadline_ms)
+        cfifo_insert(u, x);
 }
 
 static void drain_info(gw_upstream_t *u)
@@ -290,14 +344,18 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
 
 static int loop_timeout(gw_upstream_t *u)
 {
-    uint64_t now;
+    uint64_t now, due;
+    int have_connect = u->connecting.cnext != &u->connecting;
 
-    if (!u->curl_due)
+    if (!u->curl_due && !have_connect)
         return -1;
+    due = u->curl_due ? u->curl_due_at : UINT64_MAX;
+    if (have_connect && u->connecting.cnext->connect_deadline_ms < due)
+        due = u->connecting.cnext->connect_deadline_ms;
     now = gw_now_ms();
-    if (u->curl_due_at <= now)
+    if (due <= now)
         return 0;
-    return (int)(u->curl_due_at - now > 60000 ? 60000 : u->curl_due_at - now);
+    return (int)(due - now > 60000 ? 60000 : due - now);
 }
 
 static void run_curl_timeout(gw_upstream_t *u)
@@ -345,6 +403,7 @@ static void run_commands(gw_upstream_t *u)
                 x->in_multi = 0;
                 unlink_active(x);
             }
+            cfifo_unlink(x);
             if (x->easy)
                 curl_easy_cleanup(x->easy);
             x->easy = NULL;
@@ -416,6 +475,7 @@ static void *thread_main(void *arg)
         if (have_cmd)
             run_commands(u);
         run_curl_timeout(u);
+        run_connect_deadlines(u);
     }
     return NULL;
 }
@@ -426,6 +486,7 @@ gw_upstream_t *gw_upstream_new(void)
     struct epoll_event ev;
 
     u->active.next = u->active.prev = &u->active;
+    u->connecting.cnext = u->connecting.cprev = &u->connecting;
     pthread_mutex_init(&u->qmu, NULL);
     u->epfd = epoll_create1(EPOLL_CLOEXEC);
     u->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -447,6 +508,7 @@ gw_upstream_t *gw_upstream_new(void)
     curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 1024L);
     if (pthread_create(&u->thread, NULL, thread_main, u) != 0)
         goto fail;
+    pthread_setname_np(u->thread, "gw-upstream");
     return u;
 fail:
     fprintf(stderr, "llama-gateway: cannot start the upstream thread: %s\n", strerror(errno));

@@ -47,7 +47,15 @@ struct gw_xfer {
     CURL *easy;                 /* set by the owner before start; cleaned up by the client */
     const gw_xfer_ops_t *ops;
     uint64_t deadline_ms;       /* absolute gw_now_ms(); 0 = none. Upstream thread only. */
+    /* Absolute gw_now_ms() by which the transfer must connect (0 = none), set by the owner
+     * before start and ended by gw_upstream_connected(). Kept apart from deadline_ms: these
+     * are short and almost always met within microseconds, so they are honoured through
+     * the loop's epoll timeout (a FIFO, O(1)) rather than the lazily armed deadline timer,
+     * which they would otherwise arm for a wake-up seconds later that finds nothing due. */
+    uint64_t connect_deadline_ms;
     /* private to client.c */
+    gw_xfer_t *cprev, *cnext;   /* connecting FIFO, ordered by connect_deadline_ms */
+    int in_cfifo;
     int in_multi;
     int started;
     int watch_fd;               /* registered client fd, or -1 */
@@ -72,6 +80,9 @@ void gw_upstream_start(gw_upstream_t *u, gw_xfer_t *x);
 void gw_upstream_cancel(gw_upstream_t *u, gw_xfer_t *x);
 /* Queue curl_easy_pause(CONT). The owner guards against double posting. */
 void gw_upstream_unpause(gw_upstream_t *u, gw_xfer_t *x);
+
+/* Upstream thread: x has connected (curl's prereq callback); its connect deadline ends. */
+void gw_upstream_connected(gw_upstream_t *u, gw_xfer_t *x);
 
 /* Watch a client fd for hang-up on behalf of x (any thread; the caller serialises the
  * watch/unwatch pair per transfer, and unwatches before the fd is closed). */

@@ -408,6 +408,46 @@ class TwoBackends(GatewayTestCase):
         # measured precisely by bench/; here a generous bound against a 20 s stall
         self.assertLess(rec["t_cancel_us"] - t_close, 1_000_000)
 
+    def test_no_wakeups_while_streams_wait(self):
+        """Streams that wait on a silent backend cost nothing: no thread of the gateway
+        wakes up, including 3 s in, when the connect deadlines of these requests (default
+        3000 ms, met at once) would have fallen due on a lazily armed timer."""
+        conns = []
+        try:
+            for i in range(2):  # one per fake-llama: its stall blocks the worker it runs on
+                c = Conn(self.port)
+                c.send_request("POST", CHAT, chat_body("alpha" if i % 2 else "beta",
+                                                       stream=True, max_tokens=5,
+                                                       fake_fault={"stall_after": 1,
+                                                                   "stall_ms": 4500}))
+                conns.append(c)
+            for c in conns:
+                st, _, _, _ = c.read_head()
+                self.assertEqual(st, 200)
+                while b"data:" not in c.buf:
+                    c._fill()  # the first event: the stream is relayed, then silent
+
+            def switches():
+                per_thread = {}
+                for t in os.listdir("/proc/%d/task" % self.gw.p.pid):
+                    with open("/proc/%d/task/%s/comm" % (self.gw.p.pid, t)) as f:
+                        name = "%s %s" % (t, f.read().strip())
+                    with open("/proc/%d/task/%s/status" % (self.gw.p.pid, t)) as f:
+                        per_thread[name] = sum(int(line.split()[1]) for line in f if line.startswith(
+                            ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")))
+                return per_thread
+
+            # a new backend connection leaves one curl timer (happy eyeballs, 200 ms) to
+            # expire; the window starts after it and ends after the connect deadlines
+            time.sleep(0.5)
+            before = switches()
+            time.sleep(3.3)
+            after = switches()
+            self.assertEqual({t: after[t] - before[t] for t in after if after[t] != before[t]}, {})
+        finally:
+            for c in conns:
+                c.close()
+
     def test_client_disconnect_nonstream_cancels(self):
         b = chat_body("beta", max_tokens=100, fake_token_ms=50)
         c = Conn(self.port)
