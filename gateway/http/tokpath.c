@@ -104,6 +104,7 @@ static void on_template(gw_fetch_t *f, void *data)
 
 static void tok_after_classify(gw_proxy_t *px)
 {
+    gw_err_t rc;
     gw_errbuf_t e;
     gw_buf_t body;
     json_t *prompt;
@@ -116,10 +117,11 @@ static void tok_after_classify(gw_proxy_t *px)
             px->tok_req.special_ids[px->tok_req.n_special_ids++] = px->tok_req.stop_ids[i];
 
     gw_buf_init(&body, px->srv->conf->max_body_bytes * 2 + 65536);
-    if (gw_tok_req_body(px->tok_root, px->body, px->body_len, &px->tok_req, px->tok_vocab,
-                        &body, &e) != GW_OK) {
+    rc = gw_tok_req_body(px->tok_root, px->body, px->body_len, &px->tok_req, px->tok_vocab,
+                         &body, &e);
+    if (rc != GW_OK) {
         gw_buf_free(&body);
-        gw__proxy_fail_early(px, GW_EPARAM, e.param, e.msg);
+        gw__proxy_fail_early(px, rc, e.param, e.msg); /* 400 for a stop ID, 413, 500 */
         return;
     }
     /* px->body (the client's bytes) stays for /apply-template */
