@@ -173,11 +173,28 @@ gw_err_t gw_oai_parse(const char *body, size_t len, gw_oai_kind_t kind, json_t *
 {
     json_error_t je;
     json_t *r = NULL, *model;
+    const char *nul;
     gw_err_t rc;
 
     *root = NULL;
     if (len == 0)
         return gw_errf(err, GW_EBADJSON, "", "request body is empty: expected a JSON object");
+    nul = memchr(body, '\0', len);
+    if (nul != NULL) {
+        /* never valid JSON, but jansson 2.14 skips one right after a number or a literal
+         * ("[5\0]" loads), and the rest of the gateway and llama-server must not see it */
+        size_t off = (size_t)(nul - body), line = 1, line_start = 0, i;
+
+        for (i = 0; i < off; i++)
+            if (body[i] == '\n') {
+                line++;
+                line_start = i + 1;
+            }
+        return gw_errf(err, GW_EBADJSON, "",
+                       "invalid JSON in request body at line %zu column %zu (byte %zu): "
+                       "NUL byte",
+                       line, off - line_start, off);
+    }
     r = json_loadb(body, len, JSON_DECODE_ANY, &je);
     if (r == NULL)
         return gw_errf(err, GW_EBADJSON, "",

@@ -249,7 +249,8 @@ gw_err_t gw_tok_req_body(const json_t *root, const char *body, size_t len, gw_to
             goto out;
         }
     }
-    /* the body jansson accepted always scans (jspan's depth bound is jansson's) */
+    /* the body gw_oai_parse accepted always scans: jspan's depth bound is jansson's, and
+     * gw_oai_parse refuses the NUL bytes jansson lets through after a number or literal */
     if (find_owned(body, len, last, present) != 0)
         goto unscannable;
 

@@ -93,6 +93,7 @@ class Proc:
                 self.p.wait(timeout=5)
         if self.p.stdout:
             self.p.stdout.close()
+        self.log.close()  # the file stays on disk: stderr() reads it by name
         return self.p.returncode
 
 

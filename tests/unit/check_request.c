@@ -537,6 +537,40 @@ START_TEST(test_syntax_error_position)
 }
 END_TEST
 
+/* A raw NUL byte is never JSON. jansson 2.14 skips one right after a number or a literal
+ * ("[5\0]" loads), so gw_oai_parse refuses it itself, and the fast path declines it. */
+START_TEST(test_nul_byte_refused)
+{
+    static const char after_number[] = "{\"model\":\"m\",\"messages\":[],\n\"seed\":5\0}";
+    static const char after_literal[] = "{\"model\":\"m\",\"messages\":[],\"stream\":true\0}";
+    gw_errbuf_t err = {{0}, {0}};
+    gw_oai_fast_t fast;
+    json_t *root = (json_t *)1;
+
+    /* the leniency this guards against */
+    root = json_loadb(after_number, sizeof(after_number) - 1, JSON_DECODE_ANY, NULL);
+    ck_assert_ptr_nonnull(root);
+    json_decref(root);
+
+    root = (json_t *)1;
+    ck_assert_int_eq(gw_oai_parse(after_number, sizeof(after_number) - 1, GW_OAI_CHAT, &root,
+                                  &err),
+                     GW_EBADJSON);
+    ck_assert_ptr_null(root);
+    ck_assert_str_eq(err.param, "");
+    ck_assert_str_eq(err.msg, "invalid JSON in request body at line 2 column 8 (byte 36): NUL byte");
+    ck_assert_int_eq(gw_oai_check(after_number, sizeof(after_number) - 1, GW_OAI_CHAT, &fast), 0);
+
+    ck_assert_int_eq(gw_oai_parse(after_literal, sizeof(after_literal) - 1, GW_OAI_CHAT, &root,
+                                  &err),
+                     GW_EBADJSON);
+    ck_assert_str_eq(err.msg,
+                     "invalid JSON in request body at line 1 column 40 (byte 40): NUL byte");
+    ck_assert_int_eq(gw_oai_check(after_literal, sizeof(after_literal) - 1, GW_OAI_CHAT, &fast),
+                     0);
+}
+END_TEST
+
 /* Only len bytes are read: a body need not be NUL-terminated. */
 START_TEST(test_length_respected)
 {
@@ -573,6 +607,7 @@ static Suite *request_suite(void)
     tcase_add_loop_test(tc, test_rejected, 0, (int)N_CASES);
     tcase_add_loop_test(tc, test_accepted, 0, (int)N_OK);
     tcase_add_test(tc, test_syntax_error_position);
+    tcase_add_test(tc, test_nul_byte_refused);
     tcase_add_test(tc, test_length_respected);
     tcase_add_test(tc, test_null_errbuf);
     suite_add_tcase(s, tc);
