@@ -9,7 +9,7 @@
  * upstream body is spliced from the client's bytes: it is compared byte for byte (floats,
  * escapes, whitespace, key order, huge integers, repeated and escaped owned keys, owned
  * members first/middle/last/only, stream_options in every shape) and must parse to the
- * same value as the tree rewrite the gateway used before (tree_body).
+ * same value as the tree rewrite the gateway used before (tests/support/tok_reference.c).
  *
  * Response side: hand-written llama-server chunks and bodies (the shapes of the samples
  * in reference/llama-server-samples and of tests/fake_llama with timings_per_token) are
@@ -33,6 +33,7 @@
 #include "core/jspan.h"
 #include "core/vocab.h"
 #include "openai/tokids.h"
+#include "tok_reference.h"
 #include "testutil.h"
 
 /* ---------------------------------------------------------------------------------
@@ -499,92 +500,6 @@ END_TEST
  * Request: body
  * ------------------------------------------------------------------------------- */
 
-/*
- * The tree-based rewrite the gateway used before the body was spliced (json_dumps of an
- * edited copy), kept here as the semantic reference: the spliced body must parse to the
- * same value. New string (free it).
- */
-static char *tree_body(json_t *root, const gw_tok_req_t *tr)
-{
-    json_t *b = json_deep_copy(root), *stop, *so;
-    size_t i, j;
-    char *s;
-
-    json_object_del(b, "return_token_ids");
-    json_object_del(b, "stop_token_ids");
-    if (tr->n_stop_ids > 0 || json_object_get(b, "stop")) {
-        json_t *old = json_object_get(b, "stop"), *x, *y;
-
-        stop = json_array();
-        if (json_is_string(old)) {
-            if (json_string_length(old) > 0)
-                json_array_append(stop, old);
-        } else if (json_is_array(old)) {
-            json_array_foreach(old, i, x)
-            {
-                if (!json_is_string(x) || json_string_length(x) == 0)
-                    continue;
-                json_array_foreach(stop, j, y)
-                {
-                    if (json_equal(x, y))
-                        break;
-                }
-                if (j == json_array_size(stop))
-                    json_array_append(stop, x);
-            }
-        }
-        for (i = 0; i < tr->n_stop_ids; i++) {
-            size_t len;
-            const char *p = gw_vocab_piece(vocab, tr->stop_ids[i], &len);
-
-            if (p == NULL || len == 0)
-                continue;
-            json_array_foreach(stop, j, y)
-            {
-                if (json_string_length(y) == len && memcmp(json_string_value(y), p, len) == 0)
-                    break;
-            }
-            if (j == json_array_size(stop)) {
-                json_t *str = json_stringn(p, len);
-
-                if (str)
-                    json_array_append_new(stop, str);
-            }
-        }
-        if (json_array_size(stop) > 0)
-            json_object_set_new(b, "stop", stop);
-        else {
-            json_decref(stop);
-            json_object_del(b, "stop");
-        }
-    }
-    if (tr->chat) {
-        if (!tr->tools_stream) {
-            json_object_set_new(b, "logprobs", json_true());
-            if (!tr->client_logprobs || tr->client_top_zero)
-                json_object_set_new(b, "top_logprobs", json_integer(1));
-        }
-    } else if (!tr->client_logprobs) {
-        json_object_set_new(b, "logprobs", json_integer(1));
-    }
-    json_object_set_new(b, "verbose", json_true());
-    if (tr->stream) {
-        json_object_set_new(b, "timings_per_token", json_true());
-        if (tr->chat) {
-            so = json_object_get(b, "stream_options");
-            if (!json_is_object(so)) {
-                so = json_object();
-                json_object_set_new(b, "stream_options", so);
-            }
-            json_object_set_new(so, "include_usage", json_true());
-        }
-    } else {
-        json_object_set_new(b, "return_tokens", json_true());
-    }
-    s = json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(b);
-    return s;
-}
 
 /* got is valid JSON with the same value as want (a JSON text). */
 static void same_value(const char *got, size_t got_len, const char *want)
@@ -621,7 +536,7 @@ static const char *body_for(const char *client, int chat, gw_tok_req_t *tr)
     free(before);
     free(after);
     got = keep(gw_buf_take(&o, &len));
-    tree = keep(tree_body(root, tr));
+    tree = keep(gw_test_tok_tree_body(root, tr, vocab));
     same_value(got, len, tree);
     json_decref(root);
     return got;
@@ -1060,7 +975,7 @@ START_TEST(test_body_random_vs_tree)
         gw_buf_init(&o, 1 << 16);
         ck_assert_msg(gw_tok_req_body(root, in.ptr, in.len, &tr, vocab, &o, &err) == GW_OK,
                       "%s: %s", in.ptr, err.msg);
-        tree = tree_body(root, &tr);
+        tree = gw_test_tok_tree_body(root, &tr, vocab);
         same_value(o.ptr, o.len, tree);
         for (k = 0; owned[k]; k++) {
             size_t it = 0, seen = 0;
