@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "core/jcheck.h"
+#include "testutil.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 
@@ -664,10 +665,7 @@ static uint64_t rng;
 
 static uint64_t rnd(void)
 {
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 2685821657736338717ull;
+    return gw_test_rand(&rng);
 }
 
 /* Tokens that mutations splice in: the corners the grammar cares about. */

@@ -24,6 +24,7 @@
 
 #include "core/jcheck.h"
 #include "openai/request.h"
+#include "testutil.h"
 
 typedef struct req_case {
     gw_oai_kind_t kind;
@@ -390,10 +391,7 @@ static uint64_t rng;
 
 static uint64_t rnd(void)
 {
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 2685821657736338717ull;
+    return gw_test_rand(&rng);
 }
 
 typedef struct seed_body {

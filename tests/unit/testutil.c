@@ -74,3 +74,11 @@ void gw__test_json_eq(const char *got, const char *want, const char *file, int l
     json_decref(g);
     json_decref(w);
 }
+
+uint64_t gw_test_rand(uint64_t *state)
+{
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 2685821657736338717ull;
+}

@@ -10,6 +10,7 @@
 #define GW_TESTS_UNIT_TESTUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * Reads a whole file into a malloc'd block with a NUL after the content; *len gets
@@ -26,5 +27,8 @@ char *gw_test_fixture(const char *rel, size_t *len);
  */
 #define gw_test_json_eq(got, want) gw__test_json_eq((got), (want), __FILE__, __LINE__)
 void gw__test_json_eq(const char *got, const char *want, const char *file, int line);
+
+/* xorshift64*: a deterministic stream for mutation loops. *state must start non-zero. */
+uint64_t gw_test_rand(uint64_t *state);
 
 #endif
