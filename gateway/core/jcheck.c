@@ -65,38 +65,6 @@ static long hex4(const char *p, size_t len, size_t i)
 }
 
 /*
- * Length of the well-formed UTF-8 sequence at s (n bytes available) whose lead byte is
- * >= 0x80, or 0. The ranges are Unicode's table 3-7, which is what jansson's
- * utf8_check_first/utf8_check_full accept: no overlong forms (C0, C1, E0 80..9F,
- * F0 80..8F), no surrogates (ED A0..BF), nothing above U+10FFFF (F4 90.., F5..FF).
- */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-
-    if (c >= 0xC2 && c <= 0xDF)
-        return n >= 2 && s[1] >= 0x80 && s[1] <= 0xBF ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-        return n >= 3 && s[1] >= lo && s[1] <= hi && s[2] >= 0x80 && s[2] <= 0xBF ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-        return n >= 4 && s[1] >= lo && s[1] <= hi && s[2] >= 0x80 && s[2] <= 0xBF &&
-                       s[3] >= 0x80 && s[3] <= 0xBF
-                   ? 4
-                   : 0;
-    }
-    return 0;
-}
-
-/*
  * p[i] == '"': returns the index after the closing quote, or BAD. *escaped is set when
  * the string holds a backslash. Rejects raw control bytes (jansson: "control character",
  * "unexpected newline"), invalid escapes, \u0000 (jansson: "\u0000 is not allowed
@@ -129,7 +97,7 @@ static size_t scan_string(const char *p, size_t len, size_t i, int *escaped)
             continue;
         }
         if (c >= 0x80) {
-            size_t n = utf8_len((const unsigned char *)p + i, len - i);
+            size_t n = gw_text_utf8_len((const unsigned char *)p + i, len - i);
 
             if (n == 0)
                 return BAD;
