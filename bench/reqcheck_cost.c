@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/jcheck.h"
 #include "openai/request.h"
 
 typedef struct body {
@@ -121,7 +122,7 @@ static size_t run_fast(const body_t *b)
 {
     gw_oai_fast_t f;
 
-    if (!gw_oai_check(b->p, b->len, GW_OAI_CHAT, &f))
+    if (!gw_oai_check(b->p, b->len, GW_OAI_CHAT, GW_JCHECK_MAX_DEPTH, &f))
         abort();
     return f.model_len + (size_t)f.stream;
 }

@@ -34,6 +34,7 @@
 #include "core/buf.h"
 #include "core/jspan.h"
 #include "core/vocab.h"
+#include "core/jcheck.h"
 #include "openai/request.h"
 #include "openai/tokids.h"
 #include "tok_reference.h"
@@ -305,7 +306,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (!gw_json_depth_ok(body, len, MAX_JSON_DEPTH))
         goto out;
-    f = gw_oai_check(body, len, kind, &fast);
+    f = gw_oai_check(body, len, kind, MAX_JSON_DEPTH, &fast);
     if (gw_oai_parse(body, len, kind, &root, &err) != GW_OK) {
         if (f)
             abort();

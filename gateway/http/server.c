@@ -560,15 +560,16 @@ static enum MHD_Result h_oai(gw_req_t *r, struct MHD_Connection *c, const char *
     size_t name_len;
     int stream;
 
-    if (body_too_deep(r))
-        return queue_too_deep(r, c);
-    if (gw_oai_check(r->body.ptr, r->body.len, kind, &fast)) {
+    /* one pass over the body when it is fine; the depth guard runs before jansson only */
+    if (gw_oai_check(r->body.ptr, r->body.len, kind, r->srv->conf->max_json_depth, &fast)) {
         name = fast.model; /* a view into r->body, not NUL-terminated */
         name_len = fast.model_len;
         stream = fast.stream;
     } else {
         json_t *model;
 
+        if (body_too_deep(r))
+            return queue_too_deep(r, c);
         e = gw_oai_parse(r->body.ptr, r->body.len, kind, &root, &err);
         if (e != GW_OK)
             return gw__queue_error(r, c, e, err.param, "%s", err.msg);

@@ -283,7 +283,8 @@ static int all_strings(const char *body, const gw_jmember_t *v)
     return rc == 0;
 }
 
-int gw_oai_check(const char *body, size_t len, gw_oai_kind_t kind, gw_oai_fast_t *out)
+int gw_oai_check(const char *body, size_t len, gw_oai_kind_t kind, unsigned max_depth,
+                 gw_oai_fast_t *out)
 {
     const field_rule_t *rules = rules_for(kind), *r;
     int tokids = kind == GW_OAI_CHAT || kind == GW_OAI_COMPLETIONS;
@@ -298,7 +299,7 @@ int gw_oai_check(const char *body, size_t len, gw_oai_kind_t kind, gw_oai_fast_t
         last[n] = ABSENT;
     memset(&model, 0, sizeof(model));
     memset(&stop, 0, sizeof(stop));
-    gw_jcheck_obj_init(&it, 0, GW_JCHECK_MAX_DEPTH);
+    gw_jcheck_obj_init(&it, 0, max_depth);
     while ((rc = gw_jcheck_obj_next(body, len, &it, &m)) == 1) {
         const char *k = body + m.key_off;
         size_t kl = m.key_len;

@@ -44,7 +44,8 @@ typedef struct gw_oai_fast {
 
 /*
  * The fast path: returns 1 when gw_oai_parse would return GW_OK for this body and the
- * tree is not needed, with *out filled (what gw_oai_parse's tree would say for `model`
+ * tree is not needed, and the body nests at most max_depth containers (the rule of
+ * gw_json_depth_ok, so that a caller need not scan the body twice), with *out filled (what gw_oai_parse's tree would say for `model`
  * and `stream`). Returns 0 when the caller must call gw_oai_parse instead, which then
  * gives the tree or today's exact error:
  *  - the body is invalid JSON or fails a check (the errors are worded only there);
@@ -52,9 +53,10 @@ typedef struct gw_oai_fast {
  *    (the token-ID path reads the tree);
  *  - the model name holds a backslash escape;
  *  - the body is beyond the checker (core/jcheck.h: nested deeper than
- *    GW_JCHECK_MAX_DEPTH, a real of magnitude 1e308 or more).
+ *    GW_JCHECK_MAX_DEPTH or max_depth, a real of magnitude 1e308 or more).
  * Never allocates; reads only body[0, len).
  */
-int gw_oai_check(const char *body, size_t len, gw_oai_kind_t kind, gw_oai_fast_t *out);
+int gw_oai_check(const char *body, size_t len, gw_oai_kind_t kind, unsigned max_depth,
+                 gw_oai_fast_t *out);
 
 #endif

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/jcheck.h"
+#include "core/jspan.h"
 #include "openai/request.h"
 #include "testutil.h"
 
@@ -149,7 +150,7 @@ static int fast_agrees(gw_oai_kind_t kind, const char *body, size_t len, gw_err_
     int f;
 
     memset(&fast, 0xa5, sizeof(fast));
-    f = gw_oai_check(body, len, kind, &fast);
+    f = gw_oai_check(body, len, kind, GW_JCHECK_MAX_DEPTH, &fast);
     ck_assert_msg(f == 0 || f == 1, "gw_oai_check returned %d", f);
     *parsed = gw_oai_parse(body, len, kind, &root, &err);
     if (f) {
@@ -343,7 +344,7 @@ START_TEST(test_fast)
     ck_assert_msg(parsed == c->parsed, "case %d %s: %s, want %s", _i, c->body,
                   gw_err_name(parsed), gw_err_name(c->parsed));
     if (f) {
-        ck_assert(gw_oai_check(c->body, strlen(c->body), c->kind, &fast) == 1);
+        ck_assert(gw_oai_check(c->body, strlen(c->body), c->kind, GW_JCHECK_MAX_DEPTH, &fast) == 1);
         ck_assert_uint_eq(fast.model_len, strlen(c->model));
         ck_assert(memcmp(fast.model, c->model, fast.model_len) == 0);
         ck_assert_int_eq(fast.stream, c->stream);
@@ -366,7 +367,7 @@ START_TEST(test_fast_large)
         body[sizeof(head) - 1 + i] = (i % 997 == 5) ? '\\' : (i % 997 == 6) ? 'n' : (char)('a' + i % 26);
     memcpy(body + len - (sizeof(tail) - 1), tail, sizeof(tail) - 1);
     ck_assert_int_eq(fast_agrees(GW_OAI_COMPLETIONS, body, len, &parsed), 1);
-    ck_assert(gw_oai_check(body, len, GW_OAI_COMPLETIONS, &fast));
+    ck_assert(gw_oai_check(body, len, GW_OAI_COMPLETIONS, GW_JCHECK_MAX_DEPTH, &fast));
     ck_assert_uint_eq(fast.model_len, 3);
     ck_assert_int_eq(fast.stream, 1);
     /* one byte short: the closing brace is missing */
@@ -535,6 +536,30 @@ START_TEST(test_syntax_error_position)
 }
 END_TEST
 
+/* The fast path's depth limit is gw_json_depth_ok's: h_oai scans a good body once. */
+START_TEST(test_fast_depth_limit)
+{
+    static const char head[] = "{\"model\":\"m\",\"messages\":[],\"x\":";
+    char body[256];
+    gw_oai_fast_t fast;
+    size_t n, d;
+
+    for (d = 0; d < 12; d++) {
+        /* the top-level object plus d nested arrays: 1 + d levels */
+        n = (size_t)snprintf(body, sizeof(body), "%s", head);
+        for (size_t k = 0; k < d; k++)
+            body[n++] = '[';
+        body[n++] = '1';
+        for (size_t k = 0; k < d; k++)
+            body[n++] = ']';
+        body[n++] = '}';
+        ck_assert_int_eq(gw_oai_check(body, n, GW_OAI_CHAT, 6, &fast),
+                         gw_json_depth_ok(body, n, 6));
+        ck_assert_int_eq(gw_oai_check(body, n, GW_OAI_CHAT, 6, &fast), 1 + d <= 6);
+    }
+}
+END_TEST
+
 /* A raw NUL byte is never JSON. jansson 2.14 skips one right after a number or a literal
  * ("[5\0]" loads), so gw_oai_parse refuses it itself, and the fast path declines it. */
 START_TEST(test_nul_byte_refused)
@@ -557,14 +582,14 @@ START_TEST(test_nul_byte_refused)
     ck_assert_ptr_null(root);
     ck_assert_str_eq(err.param, "");
     ck_assert_str_eq(err.msg, "invalid JSON in request body at line 2 column 8 (byte 36): NUL byte");
-    ck_assert_int_eq(gw_oai_check(after_number, sizeof(after_number) - 1, GW_OAI_CHAT, &fast), 0);
+    ck_assert_int_eq(gw_oai_check(after_number, sizeof(after_number) - 1, GW_OAI_CHAT, GW_JCHECK_MAX_DEPTH, &fast), 0);
 
     ck_assert_int_eq(gw_oai_parse(after_literal, sizeof(after_literal) - 1, GW_OAI_CHAT, &root,
                                   &err),
                      GW_EBADJSON);
     ck_assert_str_eq(err.msg,
                      "invalid JSON in request body at line 1 column 40 (byte 40): NUL byte");
-    ck_assert_int_eq(gw_oai_check(after_literal, sizeof(after_literal) - 1, GW_OAI_CHAT, &fast),
+    ck_assert_int_eq(gw_oai_check(after_literal, sizeof(after_literal) - 1, GW_OAI_CHAT, GW_JCHECK_MAX_DEPTH, &fast),
                      0);
 }
 END_TEST
@@ -605,6 +630,7 @@ static Suite *request_suite(void)
     tcase_add_loop_test(tc, test_rejected, 0, (int)N_CASES);
     tcase_add_loop_test(tc, test_accepted, 0, (int)N_OK);
     tcase_add_test(tc, test_syntax_error_position);
+    tcase_add_test(tc, test_fast_depth_limit);
     tcase_add_test(tc, test_nul_byte_refused);
     tcase_add_test(tc, test_length_respected);
     tcase_add_test(tc, test_null_errbuf);
