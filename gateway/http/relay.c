@@ -223,18 +223,14 @@ static int on_sse_event(void *ud, const gw_sse_event_t *ev)
     }
     if (ev->data_len > 0 && ev->data[0] == '{' && ev->event_len == 0 &&
         memchr(ev->data, '\n', ev->data_len) == NULL) {
-        gw_jspan_t sp;
+        int is_error;
 
-        if (gw_json_member(ev->data, ev->data_len, 0, "error", &sp) == 1)
+        if (gw_buf_add(st, "data: ", 6) != GW_OK ||
+            gw_oai_rewrite(ev->data, ev->data_len, px->rewrite_model ? px->model_name : NULL,
+                           px->model_len, st, &is_error) < 0)
+            return 1;
+        if (is_error)
             px->saw_error_event = 1;
-        if (gw_buf_add(st, "data: ", 6) != GW_OK)
-            return 1;
-        if (px->rewrite_model) {
-            if (gw_oai_set_model(ev->data, ev->data_len, px->model_name, px->model_len, st) < 0)
-                return 1;
-        } else if (gw_buf_add(st, ev->data, ev->data_len) != GW_OK) {
-            return 1;
-        }
         return gw_buf_add(st, "\n\n", 2) != GW_OK;
     }
     return gw_sse_encode(st, ev->event, ev->event_len, ev->data, ev->data_len) != GW_OK;

@@ -19,4 +19,12 @@
 int gw_oai_set_model(const char *json, size_t len, const char *model, size_t model_len,
                      gw_buf_t *out);
 
+/*
+ * gw_oai_set_model for an SSE event, in the same single walk over its members: model ==
+ * NULL copies json unchanged, and *has_error (if not NULL) says whether the object has a
+ * top-level "error" member.
+ */
+int gw_oai_rewrite(const char *json, size_t len, const char *model, size_t model_len,
+                   gw_buf_t *out, int *has_error);
+
 #endif

@@ -147,6 +147,42 @@ START_TEST(test_ceiling)
 }
 END_TEST
 
+/* The SSE event form: the same splice, plus whether a top-level "error" member is there,
+ * in one walk; model NULL copies. */
+START_TEST(test_event_error_flag)
+{
+    static const struct {
+        const char *in, *model, *want;
+        int rc, error;
+    } t[] = {
+        {"{\"model\":\"a\",\"x\":1}", "b", "{\"model\":\"b\",\"x\":1}", 1, 0},
+        {"{\"error\":{\"code\":500},\"model\":\"a\"}", "b", "{\"error\":{\"code\":500},\"model\":\"b\"}", 1, 1},
+        {"{\"model\":\"a\",\"error\":\"x\"}", NULL, "{\"model\":\"a\",\"error\":\"x\"}", 0, 1},
+        {"{\"errors\":1,\"mode\":\"a\",\"modelx\":\"a\"}", "b", "{\"errors\":1,\"mode\":\"a\",\"modelx\":\"a\"}", 0, 0},
+        {"{\"x\":{\"error\":1,\"model\":\"a\"}}", "b", "{\"x\":{\"error\":1,\"model\":\"a\"}}", 0, 0},
+        {"{\"model\":1,\"model\":\"a\"}", "b", "{\"model\":1,\"model\":\"a\"}", 0, 0},
+        /* as gw_json_member: members before a malformed byte count */
+        {"{\"error\":1,\"model\":\"a\",\"x\":}", "b", "{\"error\":1,\"model\":\"b\",\"x\":}", 1, 1},
+        {"[1]", "b", "[1]", 0, 0},
+    };
+    gw_buf_t out;
+    size_t k;
+
+    for (k = 0; k < sizeof(t) / sizeof(t[0]); k++) {
+        int err = -1;
+
+        gw_buf_init(&out, 1024);
+        ck_assert_int_eq(gw_oai_rewrite(t[k].in, strlen(t[k].in), t[k].model,
+                                        t[k].model ? strlen(t[k].model) : 0, &out, &err),
+                         t[k].rc);
+        ck_assert_int_eq(err, t[k].error);
+        ck_assert_uint_eq(out.len, strlen(t[k].want));
+        ck_assert_mem_eq(out.ptr, t[k].want, out.len);
+        gw_buf_free(&out);
+    }
+}
+END_TEST
+
 static Suite *rewrite_suite(void)
 {
     Suite *s = suite_create("rewrite");
@@ -158,6 +194,7 @@ static Suite *rewrite_suite(void)
     tcase_add_test(tc, test_copied_unchanged);
     tcase_add_test(tc, test_appends_to_existing_content);
     tcase_add_test(tc, test_ceiling);
+    tcase_add_test(tc, test_event_error_flag);
     suite_add_tcase(s, tc);
     return s;
 }
